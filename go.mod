@@ -1,0 +1,17 @@
+module github.com/sealgate/sealgate
+
+go 1.26.8
+
+require (
+	filippo.io/age v1.3.2
+	github.com/tink-crypto/tink-go/v2 v2.9.0
+)
+
+require (
+	filippo.io/hpke v0.4.0 // indirect
+	github.com/bwesterb/go-ristretto v1.2.4 // indirect
+	github.com/cloudflare/circl v1.6.5 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
