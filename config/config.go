@@ -1,0 +1,238 @@
+// Package config is sealgate's one typed configuration, loaded from YAML with
+// environment overrides (SEALGATE_*), and checked before anything starts.
+//
+// Relative paths in the file are resolved against the file's directory, so a
+// directory written by `sealgate init` can be moved as a whole.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything sealgate serve needs.
+type Config struct {
+	// Listen holds the listener addresses.
+	Listen Listen `yaml:"listen"`
+	// IngestToken is the bearer token the Mattermost plugin (and other
+	// capture paths) present to /v1/ingest. Env: SEALGATE_INGEST_TOKEN.
+	IngestToken string `yaml:"ingest_token"`
+	Redis       Redis  `yaml:"redis"`
+	Store       Store  `yaml:"store"`
+	// GatewayKeys is the file with the gateway's tag, ref and signing keys.
+	GatewayKeys string `yaml:"gateway_keys"`
+	// Slots are the approver slots, in slot order. Their order is part of
+	// every key record: never reorder, only append.
+	Slots []Slot `yaml:"slots"`
+	// Quorum is M: how many distinct slots must contribute to unseal.
+	Quorum int `yaml:"quorum"`
+	// DayKeyGrace is how long after the end of a day its day keys stay in
+	// memory for late events. Default 2h, at most 24h.
+	DayKeyGrace Duration `yaml:"day_key_grace"`
+	Limits      Limits   `yaml:"limits"`
+	Log         Log      `yaml:"log"`
+
+	dir string
+}
+
+// Listen holds listener addresses.
+type Listen struct {
+	// Admin serves /v1/ingest, /healthz, /readyz and /metrics. Env: SEALGATE_LISTEN_ADMIN.
+	Admin string `yaml:"admin"`
+}
+
+// Redis locates the Redis server that holds orders and approvals.
+type Redis struct {
+	Addr     string `yaml:"addr"`     // Env: SEALGATE_REDIS_ADDR
+	Password string `yaml:"password"` // Env: SEALGATE_REDIS_PASSWORD
+	DB       int    `yaml:"db"`
+}
+
+// Store selects the retention store.
+type Store struct {
+	Kind string `yaml:"kind"` // "file" (default) or "postgres". Env: SEALGATE_STORE_KIND
+	Path string `yaml:"path"` // file store path. Env: SEALGATE_STORE_PATH
+	DSN  string `yaml:"dsn"`  // PostgreSQL DSN. Env: SEALGATE_STORE_DSN
+}
+
+// Slot is one approver slot: a role and its public key file.
+type Slot struct {
+	Role      string `yaml:"role"`
+	PublicKey string `yaml:"public_key"` // path to the .pub file
+}
+
+// Limits bound what one request may carry.
+type Limits struct {
+	MaxPostBytes   int64 `yaml:"max_post_bytes"`   // one event's JSON; default 1 MiB
+	MaxBatchEvents int   `yaml:"max_batch_events"` // default 1000
+	MaxBodyBytes   int64 `yaml:"max_body_bytes"`   // one request body; default 32 MiB
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level string `yaml:"level"` // debug, info (default), warn, error. Env: SEALGATE_LOG_LEVEL
+}
+
+// Duration is a time.Duration written as "2h" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", n.Value, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes a Go duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Defaults returns a configuration with every default filled in.
+func Defaults() Config {
+	return Config{
+		Listen:      Listen{Admin: "127.0.0.1:8081"},
+		Redis:       Redis{Addr: "127.0.0.1:6379"},
+		Store:       Store{Kind: "file", Path: "sealgate.db"},
+		DayKeyGrace: Duration{2 * time.Hour},
+		Limits:      Limits{MaxPostBytes: 1 << 20, MaxBatchEvents: 1000, MaxBodyBytes: 32 << 20},
+		Log:         Log{Level: "info"},
+	}
+}
+
+// Load reads the file, applies environment overrides and validates.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	c := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	c.dir = abs
+	if err := c.applyEnv(os.LookupEnv); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
+	strs := map[string]*string{
+		"SEALGATE_LISTEN_ADMIN":   &c.Listen.Admin,
+		"SEALGATE_INGEST_TOKEN":   &c.IngestToken,
+		"SEALGATE_REDIS_ADDR":     &c.Redis.Addr,
+		"SEALGATE_REDIS_PASSWORD": &c.Redis.Password,
+		"SEALGATE_STORE_KIND":     &c.Store.Kind,
+		"SEALGATE_STORE_PATH":     &c.Store.Path,
+		"SEALGATE_STORE_DSN":      &c.Store.DSN,
+		"SEALGATE_GATEWAY_KEYS":   &c.GatewayKeys,
+		"SEALGATE_LOG_LEVEL":      &c.Log.Level,
+	}
+	for name, dst := range strs {
+		if v, ok := lookup(name); ok {
+			*dst = v
+		}
+	}
+	if v, ok := lookup("SEALGATE_QUORUM"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("SEALGATE_QUORUM: %q is not a number", v)
+		}
+		c.Quorum = n
+	}
+	return nil
+}
+
+// Validate checks the configuration and names the first field that is wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Listen.Admin == "" {
+		bad("listen.admin: missing")
+	}
+	if len(c.IngestToken) < 16 {
+		bad("ingest_token: missing or shorter than 16 characters")
+	}
+	if c.Redis.Addr == "" {
+		bad("redis.addr: missing")
+	}
+	switch c.Store.Kind {
+	case "file":
+		if c.Store.Path == "" {
+			bad("store.path: missing for store.kind file")
+		}
+	case "postgres":
+		if c.Store.DSN == "" {
+			bad("store.dsn: missing for store.kind postgres")
+		}
+	default:
+		bad("store.kind: %q is not file or postgres", c.Store.Kind)
+	}
+	if c.GatewayKeys == "" {
+		bad("gateway_keys: missing")
+	}
+	roles := map[string]bool{}
+	for i, s := range c.Slots {
+		if s.Role == "" || s.PublicKey == "" {
+			bad("slots[%d]: role and public_key are required", i)
+		}
+		if roles[s.Role] {
+			bad("slots[%d]: role %q appears twice; a quorum needs distinct roles", i, s.Role)
+		}
+		roles[s.Role] = true
+	}
+	if len(c.Slots) < 2 {
+		bad("slots: %d configured, need at least 2 so that no single approver can unseal", len(c.Slots))
+	}
+	if c.Quorum < 2 || c.Quorum > len(c.Slots) {
+		bad("quorum: %d, must be between 2 and the number of slots (%d)", c.Quorum, len(c.Slots))
+	}
+	if c.DayKeyGrace.Duration < 0 || c.DayKeyGrace.Duration > 24*time.Hour {
+		bad("day_key_grace: %s, must be between 0 and 24h", c.DayKeyGrace)
+	}
+	if c.Limits.MaxPostBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxBodyBytes < c.Limits.MaxPostBytes {
+		bad("limits: max_post_bytes and max_batch_events must be positive and max_body_bytes ≥ max_post_bytes")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	return errors.Join(errs...)
+}
+
+// Path resolves a path from the file against the file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// Write writes the configuration as YAML.
+func (c *Config) Write(path string) error {
+	raw, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return os.WriteFile(path, raw, 0o600)
+}
