@@ -109,7 +109,7 @@ func (k *DayKey) Seal(ref Ref, ev *Event) ([]byte, error) {
 	if ev.Employee != k.employee || unixDay(ev.Time) != k.dayNum {
 		return nil, fmt.Errorf("seal post: event does not belong to this day key")
 	}
-	if !ev.Kind.valid() {
+	if !ev.Kind.Valid() {
 		return nil, fmt.Errorf("seal post: unknown kind %d", ev.Kind)
 	}
 	scratch := scratchPool.Get().(*[]byte)

@@ -30,7 +30,8 @@ func (k Kind) String() string {
 	return "kind(" + fmt.Sprint(byte(k)) + ")"
 }
 
-func (k Kind) valid() bool { return k >= KindPosted && k <= KindFile }
+// Valid reports whether k is a known kind.
+func (k Kind) Valid() bool { return k >= KindPosted && k <= KindFile }
 
 // Event is one captured event in clear, as it exists only in gateway memory
 // before sealing and in an approved unseal.
@@ -107,7 +108,7 @@ func OpenRecord(dk *DayKey, ref Ref, record []byte) (*Event, error) {
 	ev.Version = int64(r.uint64())
 	ev.Time = time.UnixMilli(int64(r.uint64())).UTC()
 	ev.PostID = string(r.lp())
-	if r.err != nil || !ev.Kind.valid() {
+	if r.err != nil || !ev.Kind.Valid() {
 		return nil, fmt.Errorf("open record: plaintext: %w", ErrMalformed)
 	}
 	ev.Body = r.b
