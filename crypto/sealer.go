@@ -85,7 +85,18 @@ func (s *Sealer) Seal(ev *Event, ref Ref) (*Sealed, error) {
 	if ev.Employee == "" || ev.PostID == "" {
 		return nil, fmt.Errorf("seal post: missing employee or post id")
 	}
-	live, err := s.dayKey(ev.Employee, ev.Time)
+	s.mu.Lock()
+	live, err := s.dayKeyLocked(ev.Employee, ev.Time)
+	var keyRecord, epochRecord []byte
+	if err == nil {
+		if !live.stored {
+			keyRecord = live.keyRecord
+		}
+		if !live.epoch.stored {
+			epochRecord = live.epoch.ep.record
+		}
+	}
+	s.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -95,16 +106,8 @@ func (s *Sealer) Seal(ev *Event, ref Ref) (*Sealed, error) {
 	}
 	out := &Sealed{
 		Tag: live.dk.tag, Hour: ev.Time.Unix() / 3600, Ref: ref, KeyRecordID: live.dk.id,
-		Record: rec, EpochID: live.epoch.ep.id,
+		Record: rec, EpochID: live.epoch.ep.id, KeyRecord: keyRecord, Epoch: epochRecord,
 	}
-	s.mu.Lock()
-	if !live.stored {
-		out.KeyRecord = live.keyRecord
-	}
-	if !live.epoch.stored {
-		out.Epoch = live.epoch.ep.record
-	}
-	s.mu.Unlock()
 	return out, nil
 }
 
@@ -113,10 +116,10 @@ func (s *Sealer) Ref(postID string, kind Kind, version int64) Ref {
 	return s.cfg.Keys.Ref(postID, kind, version)
 }
 
-func (s *Sealer) dayKey(employee string, at time.Time) (*liveDayKey, error) {
+// dayKeyLocked returns the live day key of (employee, day of at), creating it
+// and, if needed, the day's epoch. s.mu must be held.
+func (s *Sealer) dayKeyLocked(employee string, at time.Time) (*liveDayKey, error) {
 	name := dayKeyName{employee, unixDay(at)}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if live, ok := s.days[name]; ok {
 		return live, nil
 	}

@@ -211,7 +211,7 @@ func writeVectors(t *testing.T) {
 		}
 		return &vector{Employee: e.Employee, Day: Day(e.Time), Tag: hex.EncodeToString(out.Tag[:]), Ref: hex.EncodeToString(out.Ref[:]),
 			Epoch: hex.EncodeToString(out.Epoch), KeyRecord: hex.EncodeToString(out.KeyRecord), Record: hex.EncodeToString(out.Record),
-			Slots: []int{0, 2, 4},
+			Slots:  []int{0, 2, 4},
 			Expect: &vectorExpect{PostID: e.PostID, Kind: e.Kind.String(), Version: e.Version, TimeMs: e.Time.UnixMilli(), Body: string(e.Body)}}, out
 	}
 	posted := &Event{Employee: "g6e8xk8t6t86tjy8nrqyeqmm5c", PostID: "9da1gibgibgtfbw6dt4u3smkzh", Kind: KindPosted, Version: at.UnixMilli(), Time: at,
