@@ -167,3 +167,5 @@ func TestMetricsHaveNoIdentifiers(t *testing.T) {
 		}
 	}
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)) }

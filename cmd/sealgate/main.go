@@ -1,0 +1,86 @@
+// Command sealgate is the one sealgate binary.
+//
+//	sealgate demo                                   the whole flow in one process, no services needed
+//	sealgate init --dir DIR --approvers N --quorum M  a test or demo deployment: config, gateway keys, N slot keys
+//	sealgate keygen --out FILE [--kem x25519]       one approver slot key (passphrase-protected) and FILE.pub
+//	sealgate serve --config FILE                    the gateway: ingest API, health, metrics (needs Redis)
+//
+// Passphrases come from a prompt on the terminal, or from SEALGATE_PASSPHRASE
+// (for tests and automation).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `sealgate — sealed, quorum-gated retention for Mattermost
+
+usage:
+  sealgate demo                                     run the whole flow in one process on embedded defaults
+  sealgate init --dir DIR [--approvers N] [--quorum M]
+                                                    write a test/demo deployment: config, gateway keys, slot keys
+  sealgate keygen --out FILE [--kem mlkem768x25519|x25519]
+                                                    create one approver slot key; prints the public key
+  sealgate serve --config FILE                      run the gateway (requires a reachable Redis)
+
+Passphrases are read from the terminal, or from SEALGATE_PASSPHRASE.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks errors caused by the command line; they exit with 2.
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "demo":
+		err = cmdDemo(args[1:], stdout)
+	case "init":
+		err = cmdInit(args[1:], stdout)
+	case "keygen":
+		err = cmdKeygen(args[1:], stdout)
+	case "serve":
+		err = cmdServe(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "sealgate: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sealgate %s: %v\n", args[0], err)
+		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/store/boltstore"
+	"github.com/sealgate/sealgate/store/pgstore"
+)
+
+func cmdServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve")
+	cfgPath := fs.String("config", "", "configuration file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return fmt.Errorf("%w: --config FILE is required", errUsage)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.Log.Level)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB})
+	defer rdb.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = rdb.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("redis at %s is not reachable (orders and approvals live there; refusing to start): %w", cfg.Redis.Addr, err)
+	}
+	gw, err := openGateway(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer gw.store.Close()
+	gw.server.Ready = func(ctx context.Context) error {
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		if _, err := gw.store.Stats(ctx); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.Listen.Admin)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen.Admin, err)
+	}
+	log.Info("sealgate serving", "admin", ln.Addr().String(), "store", cfg.Store.Kind, "slots", len(cfg.Slots), "quorum", cfg.Quorum)
+	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	return gw.serve(ctx, ln)
+}
+
+// gatewayRuntime is a wired gateway: keys, sealer, store, HTTP server.
+type gatewayRuntime struct {
+	keys    *crypto.GatewayKeys
+	sealer  *crypto.Sealer
+	store   store.Store
+	server  *gateway.Server
+	metrics *gateway.Metrics
+	log     *slog.Logger
+}
+
+func openGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*gatewayRuntime, error) {
+	keys, err := readGatewayKeys(cfg.Path(cfg.GatewayKeys))
+	if err != nil {
+		return nil, err
+	}
+	var slots []crypto.Recipient
+	for i, s := range cfg.Slots {
+		raw, err := os.ReadFile(cfg.Path(s.PublicKey))
+		if err != nil {
+			return nil, fmt.Errorf("slot %d (%s): %w", i, s.Role, err)
+		}
+		r, err := crypto.ParseRecipient(string(raw))
+		if err != nil {
+			return nil, fmt.Errorf("slot %d (%s): %w", i, s.Role, err)
+		}
+		slots = append(slots, r)
+	}
+	sealer, err := crypto.NewSealer(crypto.SealerConfig{Keys: keys, Slots: slots, Quorum: cfg.Quorum, Grace: cfg.DayKeyGrace.Duration})
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newRuntime(keys, sealer, st, cfg, log), nil
+}
+
+func newRuntime(keys *crypto.GatewayKeys, sealer *crypto.Sealer, st store.Store, cfg *config.Config, log *slog.Logger) *gatewayRuntime {
+	rt := &gatewayRuntime{keys: keys, sealer: sealer, store: st, log: log}
+	rt.metrics = gateway.NewMetrics(func() float64 { return float64(sealer.Live()) })
+	rt.server = &gateway.Server{
+		Pipeline:     &gateway.Pipeline{Sealer: sealer, Keys: keys, Store: st},
+		Token:        cfg.IngestToken,
+		Limits:       gateway.Limits{MaxPostBytes: cfg.Limits.MaxPostBytes, MaxBatchEvents: cfg.Limits.MaxBatchEvents},
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		Log:          log,
+	}
+	return rt
+}
+
+func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	switch cfg.Store.Kind {
+	case "postgres":
+		return pgstore.Open(ctx, cfg.Store.DSN)
+	default:
+		p := cfg.Path(cfg.Store.Path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return nil, fmt.Errorf("store directory: %w", err)
+		}
+		return boltstore.Open(p)
+	}
+}
+
+// serve runs the admin listener and the day-key sweeper until ctx ends.
+func (rt *gatewayRuntime) serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           rt.server.Handler(rt.metrics),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
+	}
+	go rt.sweep(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	rt.log.Info("sealgate stopped")
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// sweep wipes day keys of past days: the forward-secrecy half of the key model.
+func (rt *gatewayRuntime) sweep(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n := rt.sealer.Sweep(); n > 0 {
+				rt.log.Info("day keys wiped", "count", n)
+			}
+		}
+	}
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
