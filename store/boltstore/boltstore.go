@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -87,8 +88,11 @@ const (
 
 // Store is a bbolt-backed store.Store. It is safe for concurrent use.
 type Store struct {
-	db *bolt.DB
+	db     *bolt.DB
+	closed atomic.Bool
 }
+
+var errClosed = errors.New("store is closed")
 
 var _ store.Store = (*Store)(nil)
 
@@ -134,19 +138,27 @@ func initLayout(tx *bolt.Tx) error {
 // Close closes the file. It waits for a running write to finish. Calls made
 // after Close return an error; closing twice is harmless.
 func (s *Store) Close() error {
+	s.closed.Store(true)
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
 	return nil
 }
 
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return ctx.Err()
+}
+
 // Put implements store.Store. Concurrent Puts share one commit.
 func (s *Store) Put(ctx context.Context, b *store.Batch) (int, error) {
-	if err := ctx.Err(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return 0, fmt.Errorf("put batch: %w", err)
 	}
-	if b == nil {
-		b = &store.Batch{}
+	if b == nil || len(b.Records)+len(b.KeyRecords)+len(b.Epochs) == 0 {
+		return 0, nil // nothing to write, no commit to pay for
 	}
 	var inserted int
 	// db.Batch may run fn more than once (when another function in the same
@@ -184,6 +196,7 @@ func putTx(tx *bolt.Tx, b *store.Batch) (int, error) {
 	if err := c.load(meta); err != nil {
 		return 0, err
 	}
+	before := c
 
 	for i := range b.Epochs {
 		e := &b.Epochs[i]
@@ -235,15 +248,17 @@ func putTx(tx *bolt.Tx, b *store.Batch) (int, error) {
 		inserts++
 	}
 
-	if err := c.store(meta); err != nil {
-		return 0, err
+	if c != before {
+		if err := c.store(meta); err != nil {
+			return 0, err
+		}
 	}
 	return inserts, nil
 }
 
 // HasRef implements store.Store.
 func (s *Store) HasRef(ctx context.Context, ref crypto.Ref) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return false, fmt.Errorf("has ref: %w", err)
 	}
 	var found bool
@@ -259,7 +274,7 @@ func (s *Store) HasRef(ctx context.Context, ref crypto.Ref) (bool, error) {
 
 // KeyRecords implements store.Store. Key records come back in id order.
 func (s *Store) KeyRecords(ctx context.Context, tag crypto.Tag) ([]store.KeyRecord, error) {
-	if err := ctx.Err(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return nil, fmt.Errorf("key records: %w", err)
 	}
 	var out []store.KeyRecord
@@ -292,7 +307,7 @@ func (s *Store) KeyRecords(ctx context.Context, tag crypto.Tag) ([]store.KeyReco
 
 // Epoch implements store.Store.
 func (s *Store) Epoch(ctx context.Context, id crypto.EpochID) (store.Epoch, error) {
-	if err := ctx.Err(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return store.Epoch{}, fmt.Errorf("epoch: %w", err)
 	}
 	var (
@@ -320,6 +335,9 @@ func (s *Store) Epoch(ctx context.Context, id crypto.EpochID) (store.Epoch, erro
 // transactions and runs fn outside them, so fn may call the store; records
 // committed during the scan may or may not be seen, but order holds.
 func (s *Store) Records(ctx context.Context, tag crypto.Tag, fromHour, toHour int64, fn func(store.Record) error) error {
+	if err := s.check(ctx); err != nil {
+		return fmt.Errorf("records: %w", err)
+	}
 	if fromHour > toHour {
 		return nil
 	}
@@ -329,7 +347,7 @@ func (s *Store) Records(ctx context.Context, tag crypto.Tag, fromHour, toHour in
 	inclusive := true                      // whether seek itself may be returned
 	page := make([]store.Record, 0, scanPage)
 	for {
-		if err := ctx.Err(); err != nil {
+		if err := s.check(ctx); err != nil {
 			return fmt.Errorf("records: %w", err)
 		}
 		page = page[:0]
@@ -378,7 +396,7 @@ func (s *Store) Records(ctx context.Context, tag crypto.Tag, fromHour, toHour in
 // Stats implements store.Store. The counters are kept with the rows, so this
 // is O(1).
 func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
-	if err := ctx.Err(); err != nil {
+	if err := s.check(ctx); err != nil {
 		return store.Stats{}, fmt.Errorf("stats: %w", err)
 	}
 	var c counters

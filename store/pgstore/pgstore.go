@@ -10,9 +10,10 @@
 // implicit transaction: one INSERT … SELECT FROM unnest(…) ON CONFLICT DO
 // NOTHING per table. Rows are inserted in key order so that concurrent,
 // overlapping Puts cannot deadlock on each other's uncommitted rows; a
-// deadlock or serialization failure is retried nonetheless. With the
-// server's default synchronous_commit, a Put is durable when it returns, and
-// concurrent Puts on different connections share WAL flushes.
+// deadlock or serialization failure is retried nonetheless. A Put is durable
+// when it returns (Open turns synchronous_commit back on for its sessions if
+// it is configured off), and concurrent Puts on different connections share
+// WAL flushes.
 package pgstore
 
 import (
@@ -114,6 +115,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = defaultMaxConns
 	}
+	cfg.AfterConnect = ensureDurableCommits
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -127,6 +129,24 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return &Store{pool: pool}, nil
+}
+
+// ensureDurableCommits turns synchronous_commit back on for the session if
+// the server or role has it off, since Put promises durability. Other values
+// (local, remote_write, on, remote_apply) all flush the local WAL and are
+// left alone.
+func ensureDurableCommits(ctx context.Context, conn *pgx.Conn) error {
+	var v string
+	if err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&v); err != nil {
+		return fmt.Errorf("read synchronous_commit: %w", err)
+	}
+	if v != "off" {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, `SET synchronous_commit = on`); err != nil {
+		return fmt.Errorf("set synchronous_commit: %w", err)
+	}
+	return nil
 }
 
 // SchemaVersion is the schema version this package migrates to.

@@ -14,7 +14,19 @@
 // that same storage, which is how the suite checks that data survives Close.
 // Keyed builds such a function from a create hook and a connect hook.
 //
-// The suite closes every store it opens. Subtests run in parallel.
+// The suite closes every store it opens. Subtests run in parallel, so open
+// is called from several goroutines at once.
+//
+// What it checks: byte-exact round trips through every method; that a
+// re-Put changes nothing and a mixed batch inserts only what is new (without
+// overwriting what exists); de-duplication within a batch; inclusive hour
+// bounds, (hour, ref) order, negative hours and neighbouring tags in
+// Records, across more than one page of results; ErrNotFound from Epoch;
+// that a callback error stops Records and is returned, and that a callback
+// may call the store; 20 goroutines putting overlapping batches (each ref
+// inserted exactly once, Stats consistent); empty batches; data surviving
+// Close and reopen; a canceled context storing nothing; Put after Close
+// failing.
 package storetest
 
 import (

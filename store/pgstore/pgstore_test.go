@@ -1,0 +1,231 @@
+package pgstore_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/internal/testpg"
+	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/store/pgstore"
+	"github.com/sealgate/sealgate/store/storetest"
+)
+
+func open(t testing.TB, dsn string) *pgstore.Store {
+	t.Helper()
+	s, err := pgstore.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+// TestPostgres runs everything that needs a server against one private
+// cluster; each subtest uses its own database.
+func TestPostgres(t *testing.T) {
+	cluster := testpg.Start(t)
+	t.Run("Contract", func(t *testing.T) {
+		storetest.Run(t, storetest.Keyed(
+			func(t *testing.T) string { return testpg.CreateDB(t, cluster) },
+			func(t *testing.T, dsn string) store.Store { return open(t, dsn) },
+		))
+	})
+	t.Run("Migrations", func(t *testing.T) { testMigrations(t, cluster) })
+	t.Run("SchemaHasNoClearColumns", func(t *testing.T) { testSchemaColumns(t, cluster) })
+	t.Run("ForcesSynchronousCommit", func(t *testing.T) {
+		dsn := testpg.CreateDB(t, cluster) + "&synchronous_commit=off"
+		s := open(t, dsn)
+		defer s.Close()
+		v, err := s.Setting(t.Context(), "synchronous_commit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v != "on" {
+			t.Fatalf("synchronous_commit = %q on a store connection, want on", v)
+		}
+	})
+}
+
+func testMigrations(t *testing.T, cluster string) {
+	t.Run("ConcurrentOpens", func(t *testing.T) {
+		dsn := testpg.CreateDB(t, cluster)
+		const n = 8
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s, err := pgstore.Open(t.Context(), dsn)
+				if err == nil {
+					err = s.Close()
+				}
+				errs[i] = err
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("Open %d: %v", i, err)
+			}
+		}
+		versions := queryInts(t, dsn, `SELECT version FROM schema_migrations ORDER BY version`)
+		if len(versions) != pgstore.SchemaVersion() || versions[len(versions)-1] != pgstore.SchemaVersion() {
+			t.Fatalf("schema_migrations = %v, want 1..%d once each", versions, pgstore.SchemaVersion())
+		}
+	})
+
+	t.Run("ReopenKeepsVersion", func(t *testing.T) {
+		dsn := testpg.CreateDB(t, cluster)
+		for i := 0; i < 2; i++ {
+			open(t, dsn).Close()
+		}
+		if got := queryInts(t, dsn, `SELECT count(*) FROM schema_migrations`); got[0] != pgstore.SchemaVersion() {
+			t.Fatalf("schema_migrations has %d rows after two opens", got[0])
+		}
+	})
+
+	t.Run("RefusesNewerSchema", func(t *testing.T) {
+		dsn := testpg.CreateDB(t, cluster)
+		open(t, dsn).Close()
+		execSQL(t, dsn, `INSERT INTO schema_migrations (version) VALUES (9999)`)
+		s, err := pgstore.Open(t.Context(), dsn)
+		if err == nil {
+			s.Close()
+			t.Fatal("Open succeeded on a schema newer than the package")
+		}
+		if !strings.Contains(err.Error(), "newer") {
+			t.Fatalf("Open error %q does not say the schema is newer", err)
+		}
+	})
+}
+
+func TestBadDSNDoesNotEchoPassword(t *testing.T) {
+	_, err := pgstore.Open(t.Context(), "postgres://u:hunter2@127.0.0.1:1/x?sslmode=bogus")
+	if err == nil {
+		t.Fatal("Open accepted an invalid DSN")
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error echoes the password: %v", err)
+	}
+}
+
+// testSchemaColumns checks that the schema holds only the columns store.go
+// lists: nothing in clear that names a person.
+func testSchemaColumns(t *testing.T, cluster string) {
+	dsn := testpg.CreateDB(t, cluster)
+	open(t, dsn).Close()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	rows, err := conn.Query(t.Context(), `SELECT table_name || '.' || column_name FROM information_schema.columns
+		WHERE table_schema = 'public' AND table_name <> 'schema_migrations' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "epochs.blob epochs.id key_records.blob key_records.epoch_id key_records.id key_records.tag " +
+		"records.blob records.hour records.key_record_id records.ref records.tag"
+	if got := strings.Join(cols, " "); got != want {
+		t.Fatalf("columns:\n got %s\nwant %s", got, want)
+	}
+}
+
+func queryInts(t *testing.T, dsn, sql string) []int {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	rows, err := conn.Query(t.Context(), sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func execSQL(t *testing.T, dsn, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkPut writes batches of 100 records with ~400-byte blobs to a
+// private cluster (fsync on). Parallel runs many writers, whose commits
+// share WAL flushes.
+func BenchmarkPut(b *testing.B) {
+	cluster := testpg.Start(b)
+	b.Run("Serial", func(b *testing.B) { benchPut(b, cluster, 0) })
+	for _, p := range []int{2, 8, 32} {
+		b.Run(fmt.Sprintf("Parallel/writers=%d", p*runtime.GOMAXPROCS(0)), func(b *testing.B) { benchPut(b, cluster, p) })
+	}
+}
+
+func benchPut(b *testing.B, cluster string, parallelism int) {
+	s := open(b, testpg.CreateDB(b, cluster))
+	defer s.Close()
+	ctx := context.Background()
+	b.SetBytes(100 * 400)
+	b.ResetTimer()
+	start := time.Now()
+	if parallelism > 0 {
+		b.SetParallelism(parallelism)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := s.Put(ctx, newBatch(100)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	} else {
+		for i := 0; i < b.N; i++ {
+			if _, err := s.Put(ctx, newBatch(100)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N)*100/time.Since(start).Seconds(), "records/s")
+}
+
+func newBatch(n int) *store.Batch {
+	var tag crypto.Tag
+	var kr crypto.KeyRecordID
+	rand.Read(tag[:])
+	rand.Read(kr[:])
+	b := &store.Batch{
+		KeyRecords: []store.KeyRecord{{ID: kr, Tag: tag, Blob: make([]byte, 200)}},
+	}
+	blobs := make([]byte, n*400)
+	rand.Read(blobs)
+	for i := 0; i < n; i++ {
+		r := store.Record{Tag: tag, Hour: 480000 + int64(i%24), KeyRecordID: kr, Blob: blobs[i*400 : (i+1)*400]}
+		rand.Read(r.Ref[:])
+		b.Records = append(b.Records, r)
+	}
+	return b
+}
