@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,13 +45,8 @@ import (
 const (
 	formatVersion = 1
 
-	// maxBatchDelay is how long a Put waits for others to join its commit
-	// (bbolt's default). A commit costs two syncs plus page writes, several
-	// milliseconds on ordinary disks; a window about that long lets
-	// concurrent Puts share one commit instead of queueing behind many small
-	// ones. Measured on 2 vCPUs: shorter windows (2 ms, 5 ms) raise a lone
-	// writer's rate but cut the rate of 16-64 concurrent writers by up to half.
-	maxBatchDelay = 10 * time.Millisecond
+	// maxGroup bounds how many Puts share one commit.
+	maxGroup = 256
 
 	// scanPage is how many records Records reads per read transaction. The
 	// callback is never run while a transaction is open, so it may call the
@@ -87,9 +83,27 @@ const (
 )
 
 // Store is a bbolt-backed store.Store. It is safe for concurrent use.
+//
+// Puts are group-committed by one committer goroutine without a fixed wait:
+// the first Put in an idle store commits at once, and the Puts that arrive
+// while a commit is running form the next group. bbolt's own DB.Batch waits
+// a fixed window instead, which either slows a lone writer or splits
+// concurrent ones into more commits; on 2 vCPUs the loop measured about 3×
+// the rate of DB.Batch for one writer and the same or better for 16.
 type Store struct {
 	db     *bolt.DB
 	closed atomic.Bool
+
+	mu      sync.RWMutex // held for reading while sending to queue; Close takes it to close queue
+	queue   chan *putReq
+	stopped chan struct{}
+}
+
+type putReq struct {
+	ctx  context.Context
+	b    *store.Batch
+	n    int
+	done chan error
 }
 
 var errClosed = errors.New("store is closed")
@@ -108,12 +122,13 @@ func Open(path string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	db.MaxBatchDelay = maxBatchDelay
 	if err := db.Update(initLayout); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db, queue: make(chan *putReq, maxGroup), stopped: make(chan struct{})}
+	go s.commitLoop()
+	return s, nil
 }
 
 func initLayout(tx *bolt.Tx) error {
@@ -138,7 +153,12 @@ func initLayout(tx *bolt.Tx) error {
 // Close closes the file. It waits for a running write to finish. Calls made
 // after Close return an error; closing twice is harmless.
 func (s *Store) Close() error {
-	s.closed.Store(true)
+	s.mu.Lock()
+	if !s.closed.Swap(true) {
+		close(s.queue)
+	}
+	s.mu.Unlock()
+	<-s.stopped
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}
@@ -160,26 +180,66 @@ func (s *Store) Put(ctx context.Context, b *store.Batch) (int, error) {
 	if b == nil || len(b.Records)+len(b.KeyRecords)+len(b.Epochs) == 0 {
 		return 0, nil // nothing to write, no commit to pay for
 	}
-	var inserted int
-	// db.Batch may run fn more than once (when another function in the same
-	// group fails, the group is retried without it, and a failing function
-	// is retried on its own). Every run starts from a fresh transaction, so
-	// fn recomputes everything, including the inserted count, from scratch.
-	fn := func(tx *bolt.Tx) error {
-		if err := ctx.Err(); err != nil {
+	r := &putReq{ctx: ctx, b: b, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed.Load() {
+		s.mu.RUnlock()
+		return 0, fmt.Errorf("put batch: %w", errClosed)
+	}
+	s.queue <- r
+	s.mu.RUnlock()
+	// Wait for the commit even if ctx ends meanwhile: once queued, the
+	// batch's fate is decided by the commit, and the caller must learn it.
+	if err := <-r.done; err != nil {
+		return 0, fmt.Errorf("put batch: %w", err)
+	}
+	return r.n, nil
+}
+
+// commitLoop writes queued Puts, each group in one transaction.
+func (s *Store) commitLoop() {
+	defer close(s.stopped)
+	group := make([]*putReq, 0, maxGroup)
+	for first := range s.queue {
+		group = append(group[:0], first)
+	fill:
+		for len(group) < maxGroup {
+			select {
+			case r, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				group = append(group, r)
+			default:
+				break fill
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error { return putGroup(tx, group) })
+		if err != nil && len(group) > 1 {
+			// One bad batch must not fail the others: retry each alone.
+			for _, r := range group {
+				r.done <- s.db.Update(func(tx *bolt.Tx) error { return putGroup(tx, []*putReq{r}) })
+			}
+			continue
+		}
+		for _, r := range group {
+			r.done <- err
+		}
+	}
+}
+
+func putGroup(tx *bolt.Tx, group []*putReq) error {
+	for _, r := range group {
+		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		n, err := putTx(tx, b)
+		n, err := putTx(tx, r.b)
 		if err != nil {
 			return err
 		}
-		inserted = n
-		return nil
+		r.n = n
 	}
-	if err := s.db.Batch(fn); err != nil {
-		return 0, fmt.Errorf("put batch: %w", err)
-	}
-	return inserted, nil
+	return nil
 }
 
 func putTx(tx *bolt.Tx, b *store.Batch) (int, error) {
