@@ -1,16 +1,11 @@
 package boltstore_test
 
 import (
-	"context"
-	"crypto/rand"
-	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
-	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/store/boltstore"
 	"github.com/sealgate/sealgate/store/storetest"
@@ -73,60 +68,13 @@ func TestRejectsForeignFile(t *testing.T) {
 	}
 }
 
-// BenchmarkPut writes batches of 100 records with ~400-byte blobs. The
-// Serial case is one writer (one sync per Put); Parallel runs many writers
-// (b.SetParallelism) whose Puts are group-committed.
+// BenchmarkPut: see storetest.BenchPut. Parallel writers are group-committed.
 func BenchmarkPut(b *testing.B) {
-	b.Run("Serial", func(b *testing.B) { benchPut(b, 0) })
-	for _, p := range []int{2, 8, 32} {
-		b.Run(fmt.Sprintf("Parallel/writers=%d", p*runtime.GOMAXPROCS(0)), func(b *testing.B) { benchPut(b, p) })
-	}
-}
-
-func benchPut(b *testing.B, parallelism int) {
-	s, err := boltstore.Open(filepath.Join(b.TempDir(), "store.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	b.SetBytes(100 * 400)
-	b.ResetTimer()
-	start := time.Now()
-	if parallelism > 0 {
-		b.SetParallelism(parallelism) // parallelism × GOMAXPROCS writers, like concurrent HTTP requests
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, err := s.Put(ctx, newBatch(100)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	} else {
-		for i := 0; i < b.N; i++ {
-			if _, err := s.Put(ctx, newBatch(100)); err != nil {
-				b.Fatal(err)
-			}
+	storetest.BenchPut(b, func(b *testing.B) store.Store {
+		s, err := boltstore.Open(filepath.Join(b.TempDir(), "store.db"))
+		if err != nil {
+			b.Fatal(err)
 		}
-	}
-	b.ReportMetric(float64(b.N)*100/time.Since(start).Seconds(), "records/s")
-}
-
-func newBatch(n int) *store.Batch {
-	var tag crypto.Tag
-	var kr crypto.KeyRecordID
-	rand.Read(tag[:])
-	rand.Read(kr[:])
-	b := &store.Batch{
-		KeyRecords: []store.KeyRecord{{ID: kr, Tag: tag, Blob: make([]byte, 200)}},
-	}
-	blobs := make([]byte, n*400)
-	rand.Read(blobs)
-	for i := 0; i < n; i++ {
-		r := store.Record{Tag: tag, Hour: 480000 + int64(i%24), KeyRecordID: kr, Blob: blobs[i*400 : (i+1)*400]}
-		rand.Read(r.Ref[:])
-		b.Records = append(b.Records, r)
-	}
-	return b
+		return s
+	})
 }

@@ -1,18 +1,12 @@
 package pgstore_test
 
 import (
-	"context"
-	"crypto/rand"
-	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/internal/testpg"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/store/pgstore"
@@ -174,58 +168,9 @@ func execSQL(t *testing.T, dsn, sql string) {
 	}
 }
 
-// BenchmarkPut writes batches of 100 records with ~400-byte blobs to a
-// private cluster (fsync on). Parallel runs many writers, whose commits
-// share WAL flushes.
+// BenchmarkPut: see storetest.BenchPut; against a private cluster with fsync
+// on, each run in a fresh database.
 func BenchmarkPut(b *testing.B) {
 	cluster := testpg.Start(b)
-	b.Run("Serial", func(b *testing.B) { benchPut(b, cluster, 0) })
-	for _, p := range []int{2, 8, 32} {
-		b.Run(fmt.Sprintf("Parallel/writers=%d", p*runtime.GOMAXPROCS(0)), func(b *testing.B) { benchPut(b, cluster, p) })
-	}
-}
-
-func benchPut(b *testing.B, cluster string, parallelism int) {
-	s := open(b, testpg.CreateDB(b, cluster))
-	defer s.Close()
-	ctx := context.Background()
-	b.SetBytes(100 * 400)
-	b.ResetTimer()
-	start := time.Now()
-	if parallelism > 0 {
-		b.SetParallelism(parallelism)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, err := s.Put(ctx, newBatch(100)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	} else {
-		for i := 0; i < b.N; i++ {
-			if _, err := s.Put(ctx, newBatch(100)); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	b.ReportMetric(float64(b.N)*100/time.Since(start).Seconds(), "records/s")
-}
-
-func newBatch(n int) *store.Batch {
-	var tag crypto.Tag
-	var kr crypto.KeyRecordID
-	rand.Read(tag[:])
-	rand.Read(kr[:])
-	b := &store.Batch{
-		KeyRecords: []store.KeyRecord{{ID: kr, Tag: tag, Blob: make([]byte, 200)}},
-	}
-	blobs := make([]byte, n*400)
-	rand.Read(blobs)
-	for i := 0; i < n; i++ {
-		r := store.Record{Tag: tag, Hour: 480000 + int64(i%24), KeyRecordID: kr, Blob: blobs[i*400 : (i+1)*400]}
-		rand.Read(r.Ref[:])
-		b.Records = append(b.Records, r)
-	}
-	return b
+	storetest.BenchPut(b, func(b *testing.B) store.Store { return open(b, testpg.CreateDB(b, cluster)) })
 }
