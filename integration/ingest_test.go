@@ -143,6 +143,23 @@ func TestIngestLeavesNoPlaintext(t *testing.T) {
 			if pgDSN != "" {
 				dump := pgDump(t, pgDSN)
 				hits, scanned = append(hits, privacyscan.Bytes("pg_dump", dump, canaries)...), scanned+int64(len(dump))
+				// PostgreSQL's own files: heap, indexes and the WAL, which
+				// holds every row image that was ever written.
+				st.Close()
+				pgHits, n, err := privacyscan.Dir(testpg.DataDir(t, pgDSN), canaries)
+				if err != nil {
+					t.Fatal(err)
+				}
+				hits, scanned = append(hits, pgHits...), scanned+n
+			}
+			// A control: the scan does see the stores' own structure names, so a
+			// zero-hit result means the canaries are absent, not unread.
+			control, _, _ := privacyscan.Dir(d.dir, []string{"keyrec_idx"})
+			if kind == "postgres" {
+				control, _, _ = privacyscan.Dir(testpg.DataDir(t, pgDSN), []string{"key_records"})
+			}
+			if len(control) == 0 {
+				t.Fatal("scan control: the store's own table or bucket name was not found in its files")
 			}
 			dump := rds.Dump(t)
 			hits = append(hits, privacyscan.Bytes("redis dump", dump, canaries)...)

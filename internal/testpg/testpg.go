@@ -35,6 +35,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,7 +101,28 @@ func Start(t testing.TB) (dsn string) {
 	if err := exec1(ctx, admin, "CREATE DATABASE "+pgx.Identifier{DBName}.Sanitize()); err != nil {
 		t.Fatalf("testpg: create database: %v", err)
 	}
+	dataDirs.Store(c.port, c.dataDir())
+	t.Cleanup(func() { dataDirs.Delete(c.port) })
 	return c.dsn(DBName)
+}
+
+// dataDirs maps the port of each running cluster to its data directory.
+var dataDirs sync.Map
+
+// DataDir returns the data directory (heap files, WAL) of the cluster that
+// dsn points at, so privacy tests can scan every byte PostgreSQL wrote.
+func DataDir(t testing.TB, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("testpg: parse DSN: %v", err)
+	}
+	port, _ := strconv.Atoi(u.Port())
+	d, ok := dataDirs.Load(port)
+	if !ok {
+		t.Fatalf("testpg: no running cluster on port %d", port)
+	}
+	return d.(string)
 }
 
 // CreateDB creates a new, empty database with a unique name in the cluster
