@@ -3,7 +3,9 @@ package crypto
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"crypto/hpke"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -60,14 +62,19 @@ var (
 	slotAEAD = hpke.ExportOnly()
 )
 
-// HPKERecipient is a slot public key used with Go's crypto/hpke.
+// HPKERecipient is a slot's public key: an HPKE public key (Go's
+// crypto/hpke) that shares are escrowed to, and the Ed25519 key that
+// verifies the slot's approvals.
 type HPKERecipient struct {
-	pk hpke.PublicKey
+	pk     hpke.PublicKey
+	verify ed25519.PublicKey
 }
 
-// HPKEIdentity is a slot private key used with Go's crypto/hpke.
+// HPKEIdentity is a slot's private key: the HPKE private key and the
+// Ed25519 key that signs approvals.
 type HPKEIdentity struct {
-	sk hpke.PrivateKey
+	sk   hpke.PrivateKey
+	sign ed25519.PrivateKey
 }
 
 // GenerateSlotKey creates a new slot key pair with the given KEM.
@@ -80,22 +87,29 @@ func GenerateSlotKey(kemID uint16) (*HPKEIdentity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate slot key: %w", err)
 	}
-	return &HPKEIdentity{sk: sk}, nil
+	_, sign, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate slot key: %w", err)
+	}
+	return &HPKEIdentity{sk: sk, sign: sign}, nil
 }
 
-func slotKeyID(pk hpke.PublicKey) string {
+func slotKeyID(pk hpke.PublicKey, verify ed25519.PublicKey) string {
 	h := sha256.New()
 	h.Write([]byte("sealgate/slotkey/v1"))
 	h.Write([]byte{byte(pk.KEM().ID() >> 8), byte(pk.KEM().ID())})
 	h.Write(pk.Bytes())
+	h.Write(verify)
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // Recipient returns the public side of the identity.
-func (i *HPKEIdentity) Recipient() *HPKERecipient { return &HPKERecipient{pk: i.sk.PublicKey()} }
+func (i *HPKEIdentity) Recipient() *HPKERecipient {
+	return &HPKERecipient{pk: i.sk.PublicKey(), verify: i.sign.Public().(ed25519.PublicKey)}
+}
 
 // KeyID implements Identity.
-func (i *HPKEIdentity) KeyID() string { return slotKeyID(i.sk.PublicKey()) }
+func (i *HPKEIdentity) KeyID() string { return i.Recipient().KeyID() }
 
 // Decapsulate implements Identity.
 func (i *HPKEIdentity) Decapsulate(enc, info []byte) (Exporter, error) {
@@ -107,7 +121,7 @@ func (i *HPKEIdentity) Decapsulate(enc, info []byte) (Exporter, error) {
 }
 
 // KeyID implements Recipient.
-func (r *HPKERecipient) KeyID() string { return slotKeyID(r.pk) }
+func (r *HPKERecipient) KeyID() string { return slotKeyID(r.pk, r.verify) }
 
 // Encapsulate implements Recipient.
 func (r *HPKERecipient) Encapsulate(info []byte) ([]byte, Exporter, error) {
@@ -128,14 +142,15 @@ const (
 
 // String encodes the public key as one line of text:
 //
-//	sealgate-slot-public-v1:<kem id, 4 hex digits>:<base64url public key>
+//	sealgate-slot-public-v1:<kem id, 4 hex digits>:<base64url KEM public key>:<base64url Ed25519 public key>
 func (r *HPKERecipient) String() string {
-	return fmt.Sprintf("%s:%04x:%s", publicKeyPrefix, r.pk.KEM().ID(), base64.RawURLEncoding.EncodeToString(r.pk.Bytes()))
+	return fmt.Sprintf("%s:%04x:%s:%s", publicKeyPrefix, r.pk.KEM().ID(),
+		base64.RawURLEncoding.EncodeToString(r.pk.Bytes()), base64.RawURLEncoding.EncodeToString(r.verify))
 }
 
 // ParseRecipient parses the one-line public key form.
 func ParseRecipient(s string) (*HPKERecipient, error) {
-	kemID, raw, err := parseKeyLine(strings.TrimSpace(s), publicKeyPrefix)
+	kemID, raw, sig, err := parseKeyLine(strings.TrimSpace(s), publicKeyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("parse slot public key: %w", err)
 	}
@@ -144,26 +159,28 @@ func ParseRecipient(s string) (*HPKERecipient, error) {
 		return nil, fmt.Errorf("parse slot public key: %w", err)
 	}
 	pk, err := kem.NewPublicKey(raw)
-	if err != nil {
+	if err != nil || len(sig) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("parse slot public key: %w", ErrMalformed)
 	}
-	return &HPKERecipient{pk: pk}, nil
+	return &HPKERecipient{pk: pk, verify: ed25519.PublicKey(sig)}, nil
 }
 
-func parseKeyLine(s, prefix string) (uint16, []byte, error) {
+// parseKeyLine splits prefix:<kem>:<kem key>:<signing key>.
+func parseKeyLine(s, prefix string) (uint16, []byte, []byte, error) {
 	parts := strings.Split(s, ":")
-	if len(parts) != 3 || parts[0] != prefix {
-		return 0, nil, fmt.Errorf("want %s:<kem>:<key>: %w", prefix, ErrMalformed)
+	if len(parts) != 4 || parts[0] != prefix {
+		return 0, nil, nil, fmt.Errorf("want %s:<kem>:<key>:<signing key>: %w", prefix, ErrMalformed)
 	}
 	id, err := strconv.ParseUint(parts[1], 16, 16)
 	if err != nil || len(parts[1]) != 4 {
-		return 0, nil, fmt.Errorf("kem id: %w", ErrMalformed)
+		return 0, nil, nil, fmt.Errorf("kem id: %w", ErrMalformed)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		return 0, nil, fmt.Errorf("key bytes: %w", ErrMalformed)
+	raw, err1 := base64.RawURLEncoding.DecodeString(parts[2])
+	sig, err2 := base64.RawURLEncoding.DecodeString(parts[3])
+	if err1 != nil || err2 != nil {
+		return 0, nil, nil, fmt.Errorf("key bytes: %w", ErrMalformed)
 	}
-	return uint16(id), raw, nil
+	return uint16(id), raw, sig, nil
 }
 
 // ErrPassphrase is returned when a slot key file does not open with the
@@ -196,7 +213,8 @@ func EncryptIdentity(w io.Writer, id *HPKEIdentity, passphrase string, workFacto
 		return fmt.Errorf("encrypt slot key: %w", err)
 	}
 	defer wipe(raw)
-	line := fmt.Sprintf("%s:%04x:%s\n", secretKeyPrefix, id.sk.KEM().ID(), base64.RawURLEncoding.EncodeToString(raw))
+	line := fmt.Sprintf("%s:%04x:%s:%s\n", secretKeyPrefix, id.sk.KEM().ID(),
+		base64.RawURLEncoding.EncodeToString(raw), base64.RawURLEncoding.EncodeToString(id.sign.Seed()))
 	if _, err := io.WriteString(ew, line); err != nil {
 		return fmt.Errorf("encrypt slot key: %w", err)
 	}
@@ -222,11 +240,15 @@ func DecryptIdentity(r io.Reader, passphrase string) (*HPKEIdentity, error) {
 		return nil, fmt.Errorf("open slot key: %w", ErrPassphrase)
 	}
 	defer wipe(buf.Bytes())
-	kemID, raw, err := parseKeyLine(strings.TrimSpace(buf.String()), secretKeyPrefix)
+	kemID, raw, seed, err := parseKeyLine(strings.TrimSpace(buf.String()), secretKeyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("open slot key: %w", err)
 	}
 	defer wipe(raw)
+	defer wipe(seed)
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("open slot key: signing key: %w", ErrMalformed)
+	}
 	kem, err := kemByID(kemID)
 	if err != nil {
 		return nil, fmt.Errorf("open slot key: %w", err)
@@ -235,5 +257,5 @@ func DecryptIdentity(r io.Reader, passphrase string) (*HPKEIdentity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open slot key: %w", ErrMalformed)
 	}
-	return &HPKEIdentity{sk: sk}, nil
+	return &HPKEIdentity{sk: sk, sign: ed25519.NewKeyFromSeed(seed)}, nil
 }
