@@ -59,6 +59,33 @@ var migrations = []string{
 		id   bytea PRIMARY KEY CHECK (length(id) = 16),
 		blob bytea NOT NULL
 	);`,
+
+	// 2: the audit log (see audit.go). The trigger refuses UPDATE, DELETE
+	// and TRUNCATE, against mistakes; it is no defence against the database
+	// administrator, who can drop it: the hash chain and published
+	// checkpoints are.
+	`CREATE TABLE audit (
+		seq             bigint      PRIMARY KEY CHECK (seq > 0),
+		time            timestamptz NOT NULL,
+		actor_role      text        NOT NULL,
+		actor_pseudonym text        NOT NULL,
+		action          text        NOT NULL,
+		order_id        text        NOT NULL,
+		object          text        NOT NULL,
+		detail          text        NOT NULL,
+		prev            bytea       NOT NULL CHECK (length(prev) = 32),
+		hash            bytea       NOT NULL CHECK (length(hash) = 32)
+	);
+
+	CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		RAISE EXCEPTION 'the audit log is append-only: % refused', TG_OP;
+	END
+	$$;
+	CREATE TRIGGER audit_no_update_delete BEFORE UPDATE OR DELETE ON audit
+		FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+	CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
+		FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();`,
 }
 
 // migrationLock is the pg_advisory_xact_lock key serializing migrations

@@ -131,7 +131,8 @@ func testSchemaColumns(t *testing.T, cluster string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "epochs.blob epochs.id key_records.blob key_records.epoch_id key_records.id key_records.tag " +
+	want := "audit.action audit.actor_pseudonym audit.actor_role audit.detail audit.hash audit.object audit.order_id audit.prev audit.seq audit.time " +
+		"epochs.blob epochs.id key_records.blob key_records.epoch_id key_records.id key_records.tag " +
 		"records.blob records.hour records.key_record_id records.ref records.tag"
 	if got := strings.Join(cols, " "); got != want {
 		t.Fatalf("columns:\n got %s\nwant %s", got, want)
