@@ -9,7 +9,10 @@
 // (truncation) or recomputing the whole chain after a change leaves a chain
 // that is consistent in itself; that is caught by comparing with a
 // Checkpoint (the head's sequence number and hash) published earlier outside
-// the store, e.g. posted by the sealgate bot to a Mattermost channel.
+// the store, e.g. posted by the sealgate bot to a Mattermost channel;
+// PublishLoop does that periodically (MattermostPublisher posts it).
+// Summarize counts the log's entries per period for a Transparency report
+// that holds no names, order ids or content.
 //
 // # What an entry may hold
 //
@@ -90,6 +93,8 @@ const (
 	ActionNoticeSent Action = "notice_sent"
 	ActionRefused    Action = "refused"
 	ActionCheckpoint Action = "checkpoint"
+	ActionOrderRead  Action = "order_read"  // an order document was read (for review)
+	ActionEscrowRead Action = "escrow_read" // a slot fetched the subject's key records to approve
 )
 
 // Actions lists every action, in the order above.
@@ -98,7 +103,7 @@ func Actions() []Action {
 		ActionOrderFiled, ActionApproved, ActionRejected, ActionActivated,
 		ActionViewed, ActionExported, ActionDeferred, ActionRevoked,
 		ActionExpired, ActionClosed, ActionNoticeSent, ActionRefused,
-		ActionCheckpoint,
+		ActionCheckpoint, ActionOrderRead, ActionEscrowRead,
 	}
 }
 

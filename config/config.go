@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sealgate/sealgate/order"
 )
 
 // Config is everything sealgate serve needs.
@@ -39,6 +41,10 @@ type Config struct {
 	DayKeyGrace Duration `yaml:"day_key_grace"`
 	Limits      Limits   `yaml:"limits"`
 	Log         Log      `yaml:"log"`
+	// Mattermost is the chat server the order API validates tokens against.
+	Mattermost Mattermost `yaml:"mattermost"`
+	// Orders configures investigation orders and who may act on them.
+	Orders Orders `yaml:"orders"`
 
 	dir string
 }
@@ -47,6 +53,44 @@ type Config struct {
 type Listen struct {
 	// Admin serves /v1/ingest, /healthz, /readyz and /metrics. Env: SEALGATE_LISTEN_ADMIN.
 	Admin string `yaml:"admin"`
+	// Orders serves the order API (/v1/orders/...) to compliance officers,
+	// approvers and auditors, authenticated by Mattermost tokens. Empty
+	// disables it. Env: SEALGATE_LISTEN_ORDERS.
+	Orders string `yaml:"orders"`
+}
+
+// Mattermost locates the Mattermost server.
+type Mattermost struct {
+	// URL is the server's base URL, e.g. https://chat.example.com. Env: SEALGATE_MATTERMOST_URL.
+	URL string `yaml:"url"`
+	// TokenCache is how long a validated token is trusted before Mattermost
+	// is asked again. Default 30s, at most 5m.
+	TokenCache Duration `yaml:"token_cache"`
+}
+
+// Orders says who may act on investigation orders and tightens the rules.
+// People are Mattermost user ids.
+type Orders struct {
+	// Requesters may file orders, each with the public key that signs them.
+	Requesters []Requester `yaml:"requesters"`
+	// Auditors may read orders and their audit trail, never content.
+	Auditors []string `yaml:"auditors"`
+	// DPO are the data protection officers: they may read and revoke orders.
+	DPO []string `yaml:"dpo"`
+	// VetoRoles are slot roles whose single rejection rejects an order.
+	VetoRoles []string `yaml:"veto_roles"`
+	// Grace is how long an order's record outlives its expiry in Redis, for
+	// closure and notices. Default 24h.
+	Grace Duration `yaml:"grace"`
+	// Rules tighten the built-in limits (order.DefaultRules); they can never
+	// loosen them.
+	Rules order.Rules `yaml:"rules"`
+}
+
+// Requester is a compliance officer who may file orders.
+type Requester struct {
+	UserID    string `yaml:"user_id"`
+	PublicKey string `yaml:"public_key"` // path to the .pub file of their key (sealgate keygen)
 }
 
 // Redis locates the Redis server that holds orders and approvals.
@@ -63,10 +107,14 @@ type Store struct {
 	DSN  string `yaml:"dsn"`  // PostgreSQL DSN. Env: SEALGATE_STORE_DSN
 }
 
-// Slot is one approver slot: a role and its public key file.
+// Slot is one approver slot: a role, its public key file and the people
+// who hold it.
 type Slot struct {
 	Role      string `yaml:"role"`
 	PublicKey string `yaml:"public_key"` // path to the .pub file
+	// Holders are the Mattermost user ids allowed to approve or reject with
+	// this slot (the key file is still needed to approve).
+	Holders []string `yaml:"holders"`
 }
 
 // Limits bound what one request may carry.
@@ -106,6 +154,8 @@ func Defaults() Config {
 		DayKeyGrace: Duration{2 * time.Hour},
 		Limits:      Limits{MaxPostBytes: 1 << 20, MaxBatchEvents: 1000, MaxBodyBytes: 32 << 20},
 		Log:         Log{Level: "info"},
+		Mattermost:  Mattermost{TokenCache: Duration{30 * time.Second}},
+		Orders:      Orders{Grace: Duration{24 * time.Hour}},
 	}
 }
 
@@ -146,6 +196,8 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 		"SEALGATE_STORE_DSN":      &c.Store.DSN,
 		"SEALGATE_GATEWAY_KEYS":   &c.GatewayKeys,
 		"SEALGATE_LOG_LEVEL":      &c.Log.Level,
+		"SEALGATE_LISTEN_ORDERS":  &c.Listen.Orders,
+		"SEALGATE_MATTERMOST_URL": &c.Mattermost.URL,
 	}
 	for name, dst := range strs {
 		if v, ok := lookup(name); ok {
@@ -212,12 +264,56 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxPostBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxBodyBytes < c.Limits.MaxPostBytes {
 		bad("limits: max_post_bytes and max_batch_events must be positive and max_body_bytes ≥ max_post_bytes")
 	}
+	if c.Listen.Orders != "" && c.Mattermost.URL == "" {
+		bad("mattermost.url: missing; the order API (listen.orders) validates tokens against it")
+	}
+	if c.Mattermost.TokenCache.Duration < 0 || c.Mattermost.TokenCache.Duration > 5*time.Minute {
+		bad("mattermost.token_cache: %s, must be between 0 and 5m", c.Mattermost.TokenCache)
+	}
+	if c.Orders.Grace.Duration < 0 || c.Orders.Grace.Duration > 7*24*time.Hour {
+		bad("orders.grace: %s, must be between 0 and 168h", c.Orders.Grace)
+	}
+	if _, err := c.Rules(); err != nil {
+		bad("orders.rules: %v", err)
+	}
+	for i, r := range c.Orders.Requesters {
+		if !order.IsMattermostID(r.UserID) || r.PublicKey == "" {
+			bad("orders.requesters[%d]: user_id (a Mattermost user id) and public_key are required", i)
+		}
+	}
+	vetoes := map[string]bool{}
+	for _, r := range c.Orders.VetoRoles {
+		vetoes[r] = true
+	}
+	for i, s := range c.Slots {
+		delete(vetoes, s.Role)
+		for _, h := range s.Holders {
+			if !order.IsMattermostID(h) {
+				bad("slots[%d].holders: %q is not a Mattermost user id", i, h)
+			}
+		}
+	}
+	for r := range vetoes {
+		bad("orders.veto_roles: %q is not the role of a slot", r)
+	}
+	for _, l := range [][]string{c.Orders.Auditors, c.Orders.DPO} {
+		for _, u := range l {
+			if !order.IsMattermostID(u) {
+				bad("orders: %q is not a Mattermost user id", u)
+			}
+		}
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
 	}
 	return errors.Join(errs...)
+}
+
+// Rules are the order rules: the built-in ones tightened by orders.rules.
+func (c *Config) Rules() (order.Rules, error) {
+	return order.DefaultRules().Tighten(c.Orders.Rules)
 }
 
 // Path resolves a path from the file against the file's directory.

@@ -10,16 +10,16 @@ import (
 // An approval is one slot's consent to one order, and the slot's share of
 // every day key in the order's scope, re-encrypted to the order's key.
 //
-//	0x01 | order hash (32) | slot (1) | lp(slot key id) | lp(enc) | n (2)
+//	0x01 | approval target (32) | slot (1) | lp(slot key id) | lp(enc) | n (2)
 //	     | n × ( key record id (16) | lp(day) | lp(employee) | sealed share (32+16) )
 //	     | signature (64)
 //	HPKE      = base mode to the order's public key (ML-KEM-768+X25519), AES-256-GCM,
-//	            info "sealgate/approval/v1" | order hash | slot; shares sealed in order
-//	share AAD = "sealgate/approval-share/v1" | order hash | slot | key record id | lp(day) | lp(employee)
+//	            info "sealgate/approval/v1" | approval target | slot; shares sealed in order
+//	share AAD = "sealgate/approval-share/v1" | approval target | slot | key record id | lp(day) | lp(employee)
 //	signature = Ed25519(slot signing key, "sealgate/approval/v1" | everything before the signature)
 //
-// The signature over the order hash makes an approval useless for any other
-// order, and the HPKE info and AADs bind every share to the order hash, the
+// The signature over the approval target makes an approval useless for any other
+// order, and the HPKE info and AADs bind every share to the approval target, the
 // slot and its employee-day, so neither a replayed approval nor a moved
 // share opens.
 
@@ -43,12 +43,12 @@ func NewOrderKey() (*OrderKey, error) {
 // Public returns the order's public key bytes, published with the order.
 func (k *OrderKey) Public() []byte { return k.sk.PublicKey().Bytes() }
 
-func approvalInfo(orderHash [32]byte, slot int) []byte {
-	return append(append([]byte("sealgate/approval/v1"), orderHash[:]...), byte(slot))
+func approvalInfo(target [32]byte, slot int) []byte {
+	return append(append([]byte("sealgate/approval/v1"), target[:]...), byte(slot))
 }
 
-func approvalShareAAD(orderHash [32]byte, slot int, kr KeyRecordID, day, employee string) []byte {
-	aad := append([]byte("sealgate/approval-share/v1"), orderHash[:]...)
+func approvalShareAAD(target [32]byte, slot int, kr KeyRecordID, day, employee string) []byte {
+	aad := append([]byte("sealgate/approval-share/v1"), target[:]...)
 	aad = append(aad, byte(slot))
 	aad = append(aad, kr[:]...)
 	aad = appendLPString(aad, day)
@@ -64,7 +64,7 @@ type ApprovalShare struct {
 
 // SealApproval re-encrypts a slot's shares to the order's public key and
 // signs the result with the slot's signing key.
-func SealApproval(id *HPKEIdentity, slot int, orderHash [32]byte, orderPublic []byte, shares []*ApprovalShare) ([]byte, error) {
+func SealApproval(id *HPKEIdentity, slot int, target [32]byte, orderPublic []byte, shares []*ApprovalShare) ([]byte, error) {
 	if slot < 0 || slot >= maxSlots || len(shares) > 0xffff {
 		return nil, fmt.Errorf("seal approval: slot %d, %d shares", slot, len(shares))
 	}
@@ -72,12 +72,12 @@ func SealApproval(id *HPKEIdentity, slot int, orderHash [32]byte, orderPublic []
 	if err != nil {
 		return nil, fmt.Errorf("seal approval: order key: %w", ErrMalformed)
 	}
-	enc, sender, err := hpke.NewSender(pk, slotKDF, approvalAEAD, approvalInfo(orderHash, slot))
+	enc, sender, err := hpke.NewSender(pk, slotKDF, approvalAEAD, approvalInfo(target, slot))
 	if err != nil {
 		return nil, fmt.Errorf("seal approval: %w", err)
 	}
 	out := []byte{approvalVersion}
-	out = append(out, orderHash[:]...)
+	out = append(out, target[:]...)
 	out = append(out, byte(slot))
 	out = appendLPString(out, id.KeyID())
 	out = appendLP(out, enc)
@@ -86,7 +86,7 @@ func SealApproval(id *HPKEIdentity, slot int, orderHash [32]byte, orderPublic []
 		if s.Slot != slot || len(s.Value) != shareValueSize {
 			return nil, fmt.Errorf("seal approval: a share of slot %d in an approval of slot %d", s.Slot, slot)
 		}
-		ct, err := sender.Seal(approvalShareAAD(orderHash, slot, s.KeyRecordID, s.Day, s.Employee), s.Value)
+		ct, err := sender.Seal(approvalShareAAD(target, slot, s.KeyRecordID, s.Day, s.Employee), s.Value)
 		if err != nil {
 			return nil, fmt.Errorf("seal approval: %w", err)
 		}
@@ -102,7 +102,7 @@ func SealApproval(id *HPKEIdentity, slot int, orderHash [32]byte, orderPublic []
 // OpenApproval checks an approval's signature against the slot's public key,
 // checks that it is for this order and slot, and decrypts its shares with
 // the order key.
-func OpenApproval(b []byte, slot int, slotKey *HPKERecipient, orderHash [32]byte, key *OrderKey) ([]*ApprovalShare, error) {
+func OpenApproval(b []byte, slot int, slotKey *HPKERecipient, target [32]byte, key *OrderKey) ([]*ApprovalShare, error) {
 	if len(b) < 1+32+1+2+2+2+ed25519.SignatureSize || b[0] != approvalVersion {
 		return nil, fmt.Errorf("open approval: %w", ErrMalformed)
 	}
@@ -120,13 +120,13 @@ func OpenApproval(b []byte, slot int, slotKey *HPKERecipient, orderHash [32]byte
 	if r.err != nil {
 		return nil, fmt.Errorf("open approval: %w", ErrMalformed)
 	}
-	if h != orderHash {
+	if h != target {
 		return nil, fmt.Errorf("open approval: made for another order: %w", ErrAuth)
 	}
 	if gotSlot != slot || keyID != slotKey.KeyID() {
 		return nil, fmt.Errorf("open approval: made by slot %d, not %d: %w", gotSlot, slot, ErrAuth)
 	}
-	rcp, err := hpke.NewRecipient(enc, key.sk, slotKDF, approvalAEAD, approvalInfo(orderHash, slot))
+	rcp, err := hpke.NewRecipient(enc, key.sk, slotKDF, approvalAEAD, approvalInfo(target, slot))
 	if err != nil {
 		return nil, fmt.Errorf("open approval: %w", ErrAuth)
 	}
@@ -141,7 +141,7 @@ func OpenApproval(b []byte, slot int, slotKey *HPKERecipient, orderHash [32]byte
 		if r.err != nil {
 			return nil, fmt.Errorf("open approval: %w", ErrMalformed)
 		}
-		v, err := rcp.Open(approvalShareAAD(orderHash, slot, s.KeyRecordID, s.Day, s.Employee), ct)
+		v, err := rcp.Open(approvalShareAAD(target, slot, s.KeyRecordID, s.Day, s.Employee), ct)
 		if err != nil {
 			for _, o := range out {
 				o.Wipe()
