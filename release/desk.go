@@ -1,0 +1,609 @@
+package release
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/order"
+	"github.com/sealgate/sealgate/order/redisstore"
+	"github.com/sealgate/sealgate/store"
+	"github.com/sealgate/sealgate/unseal"
+)
+
+// Slot is one approver slot as the desk sees it.
+type Slot struct {
+	Role      string
+	Recipient *crypto.HPKERecipient
+	Holders   []string // Mattermost user ids allowed to act with this slot
+}
+
+// Config wires a Desk.
+type Config struct {
+	Orders     *redisstore.Store
+	Store      store.Store
+	Keys       *crypto.GatewayKeys
+	Audit      *audit.Log
+	Slots      []Slot
+	Quorum     int
+	Requesters map[string]*crypto.HPKERecipient // user id → their order-signing key
+	Auditors   []string
+	DPO        []string
+	VetoRoles  []string
+	Rules      order.Rules
+	Now        func() time.Time // default time.Now
+	Log        *slog.Logger     // default slog.Default(); never given content
+}
+
+// Desk files, approves, activates, serves and ends investigation orders.
+// It is safe for concurrent use.
+type Desk struct {
+	cfg Config
+
+	mu       sync.Mutex
+	pending  map[string]*crypto.OrderKey // order id → its key, until activation
+	released map[string]*released        // order id → the subject's day keys
+}
+
+// released is an active order's key material, in memory only.
+type released struct {
+	mu      sync.RWMutex // readers hold it while they use keys; wipe takes it
+	order   *order.Order
+	keys    map[string]map[crypto.KeyRecordID]*crypto.DayKey // day → key record → key
+	pseudo  *pseudonyms
+	expires time.Time
+}
+
+func (r *released) wipe() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range r.keys {
+		unseal.Wipe(m)
+	}
+	r.keys = nil
+}
+
+// New returns a desk.
+func New(cfg Config) (*Desk, error) {
+	if cfg.Orders == nil || cfg.Store == nil || cfg.Keys == nil || cfg.Audit == nil {
+		return nil, errors.New("release: orders, store, keys and audit log are required")
+	}
+	if cfg.Quorum < 2 || cfg.Quorum > len(cfg.Slots) {
+		return nil, fmt.Errorf("release: quorum %d of %d slots", cfg.Quorum, len(cfg.Slots))
+	}
+	for i, s := range cfg.Slots {
+		if s.Recipient == nil || s.Role == "" {
+			return nil, fmt.Errorf("release: slot %d has no role or key", i)
+		}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Desk{cfg: cfg, pending: map[string]*crypto.OrderKey{}, released: map[string]*released{}}, nil
+}
+
+// Filed is an order as filed: the document, the requester's signature and
+// the order key with the gateway's signature binding it to the order. It is
+// what Redis stores as the order body and what reviewers are shown.
+type Filed struct {
+	Order              *order.Order `json:"order"`
+	RequesterSignature []byte       `json:"requester_signature"`
+	OrderKey           []byte       `json:"order_key"`
+	OrderKeySignature  []byte       `json:"order_key_signature"`
+}
+
+// Target is what approvals of this order bind (crypto.ApprovalTarget).
+func (f *Filed) Target() [32]byte { return crypto.ApprovalTarget(f.Order.Hash(), f.OrderKey) }
+
+// Document is an order with its state, for review.
+type Document struct {
+	Filed
+	State       string         `json:"state"`
+	Quorum      int            `json:"quorum"`
+	Approvals   []ApprovalInfo `json:"approvals"`
+	ExpiresAt   time.Time      `json:"expires_at"`
+	ActivatedAt time.Time      `json:"activated_at,omitzero"`
+}
+
+// ApprovalInfo says which slot approved, not who.
+type ApprovalInfo struct {
+	Slot int    `json:"slot"`
+	Role string `json:"role"`
+}
+
+// maxFilingSkew bounds how far a requester's filed_at may be from the
+// gateway's clock: the order's time bounds are measured from it.
+const maxFilingSkew = 5 * time.Minute
+
+// File files a stamped order signed by its requester.
+func (d *Desk) File(ctx context.Context, actor string, o *order.Order, sig []byte) (doc *Filed, err error) {
+	id := ""
+	if o != nil {
+		id = o.ID
+	}
+	a := d.actor(actor, roleRequester)
+	defer func() { d.refused(ctx, a, id, "file", err) }()
+	key, ok := d.cfg.Requesters[actor]
+	if !ok {
+		return nil, refuse(ErrForbidden, "not_requester", "only a configured requester may file an order")
+	}
+	if o == nil {
+		return nil, refuse(ErrInvalid, "no_order", "no order")
+	}
+	if o.Requester != actor {
+		return nil, refuse(ErrForbidden, "requester_mismatch", "the order names another requester than the caller")
+	}
+	now := d.cfg.Now()
+	if err := o.Validate(d.cfg.Rules, now, nil); err != nil {
+		var ve *order.ValidationError
+		code := "invalid"
+		if errors.As(err, &ve) && len(ve.Fields) > 0 {
+			code = "invalid:" + ve.Fields[0].Field
+		}
+		return nil, &Refusal{Kind: ErrInvalid, Code: code, Err: err}
+	}
+	if o.FiledAt.Before(now.Add(-maxFilingSkew)) || o.FiledAt.After(now.Add(maxFilingSkew)) {
+		return nil, refuse(ErrInvalid, "filed_at", "filed_at is more than 5 minutes from the gateway's clock; stamp the order again")
+	}
+	if !slices.Equal(o.ExcludedChannels, d.cfg.Rules.ExcludedChannels) {
+		return nil, refuse(ErrInvalid, "excluded_channels", "excluded_channels differ from the configured ones; stamp the order again")
+	}
+	hash := o.Hash()
+	if err := crypto.VerifyOrder(key, hash, sig); err != nil {
+		return nil, &Refusal{Kind: ErrForbidden, Code: "bad_signature", Err: err}
+	}
+	ok2, err := crypto.NewOrderKey()
+	if err != nil {
+		return nil, err
+	}
+	gsig, err := d.cfg.Keys.SignOrderKey(hash, ok2.Public())
+	if err != nil {
+		return nil, err
+	}
+	f := &Filed{Order: o, RequesterSignature: sig, OrderKey: ok2.Public(), OrderKeySignature: gsig}
+	body, err := json.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("file order %s: %w", o.ID, err)
+	}
+	if err := d.audit(ctx, a, audit.ActionOrderFiled, o.ID, "", fmt.Sprintf("days=%d", len(o.Days()))); err != nil {
+		return nil, err
+	}
+	err = d.cfg.Orders.File(ctx, redisstore.Filing{
+		ID:         o.ID,
+		SubjectKey: d.cfg.Keys.Pseudonym("subject", o.Subject),
+		Subject:    o.Subject,
+		Requester:  o.Requester,
+		Quorum:     d.cfg.Quorum,
+		ExpiresAt:  o.ExpiresAt,
+		Body:       body,
+		NewFacts:   o.NewFacts != "",
+		VetoRoles:  d.cfg.VetoRoles,
+	})
+	if err != nil {
+		return nil, storeRefusal(err)
+	}
+	d.mu.Lock()
+	d.pending[o.ID] = ok2
+	d.mu.Unlock()
+	return f, nil
+}
+
+// Get returns the order for review: to its requester, the slot holders,
+// auditors and DPOs.
+func (d *Desk) Get(ctx context.Context, actor, id string) (doc *Document, err error) {
+	a := d.actor(actor, "")
+	defer func() { d.refused(ctx, a, id, "read_order", err) }()
+	st, f, err := d.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	a = d.actorFor(actor, f.Order)
+	if a.role == "" {
+		return nil, refuse(ErrForbidden, "no_role", "only the requester, slot holders, auditors and DPOs may read an order")
+	}
+	if err := d.audit(ctx, a, audit.ActionOrderRead, id, "", string(st.State)); err != nil {
+		return nil, err
+	}
+	doc = &Document{Filed: *f, State: string(st.State), Quorum: st.Quorum, ExpiresAt: st.ExpiresAt, ActivatedAt: st.ActivatedAt}
+	for _, ap := range st.Approvals {
+		doc.Approvals = append(doc.Approvals, ApprovalInfo{Slot: ap.Slot, Role: ap.Role})
+	}
+	slices.SortFunc(doc.Approvals, func(x, y ApprovalInfo) int { return x.Slot - y.Slot })
+	return doc, nil
+}
+
+// Escrow is what a slot needs to approve: the signed key records of the
+// subject's days in the window, and their epochs. All of it is sealed; only
+// the slot's own key opens its shares.
+type Escrow struct {
+	OrderID string            `json:"order_id"`
+	Slot    int               `json:"slot"`
+	Days    []EscrowDay       `json:"days"`
+	Epochs  map[string][]byte `json:"epochs"` // hex epoch id → epoch record
+}
+
+// EscrowDay holds one day's key records.
+type EscrowDay struct {
+	Day        string   `json:"day"`
+	Tag        []byte   `json:"tag"`
+	KeyRecords [][]byte `json:"key_records"`
+}
+
+// Escrow returns the key records a slot holder needs to approve a pending
+// order.
+func (d *Desk) Escrow(ctx context.Context, actor, id string, slot int) (esc *Escrow, err error) {
+	a := d.actor(actor, d.slotRole(slot))
+	defer func() { d.refused(ctx, a, id, fmt.Sprintf("escrow slot=%d", slot), err) }()
+	if !d.holds(actor, slot) {
+		return nil, refuse(ErrForbidden, "not_slot_holder", "the caller does not hold this slot")
+	}
+	st, f, err := d.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case actor == f.Order.Subject:
+		return nil, refuse(ErrForbidden, "subject_approval", order.ErrSubjectApproval.Error())
+	case actor == f.Order.Requester:
+		return nil, refuse(ErrForbidden, "self_approval", order.ErrSelfApproval.Error())
+	case st.State != redisstore.Pending:
+		return nil, refuse(ErrGone, "not_pending", fmt.Sprintf("the order is %s, not pending", st.State))
+	}
+	if err := d.audit(ctx, a, audit.ActionEscrowRead, id, fmt.Sprintf("slot=%d", slot), ""); err != nil {
+		return nil, err
+	}
+	esc = &Escrow{OrderID: id, Slot: slot, Epochs: map[string][]byte{}}
+	for _, day := range f.Order.Days() {
+		tag := d.cfg.Keys.Tag(f.Order.Subject, day)
+		rows, err := d.cfg.Store.KeyRecords(ctx, tag)
+		if err != nil {
+			return nil, fmt.Errorf("escrow of order %s: %w", id, err)
+		}
+		ed := EscrowDay{Day: day, Tag: tag[:]}
+		for _, r := range rows {
+			ed.KeyRecords = append(ed.KeyRecords, r.Blob)
+			k := fmt.Sprintf("%x", r.EpochID[:])
+			if _, ok := esc.Epochs[k]; !ok {
+				ep, err := d.cfg.Store.Epoch(ctx, r.EpochID)
+				if err != nil {
+					return nil, fmt.Errorf("escrow of order %s: %w", id, err)
+				}
+				esc.Epochs[k] = ep.Blob
+			}
+		}
+		esc.Days = append(esc.Days, ed)
+	}
+	return esc, nil
+}
+
+// ApproveResult says where an approval left the order.
+type ApproveResult struct {
+	Approvals int  `json:"approvals"`
+	Quorum    int  `json:"quorum"`
+	Activated bool `json:"activated"`
+	// Days and KeyRecords say what the activation released (zero unless
+	// Activated).
+	Days       int `json:"days,omitempty"`
+	KeyRecords int `json:"key_records,omitempty"`
+}
+
+// Approve checks and stores one slot's approval; the one that completes the
+// quorum activates the order.
+func (d *Desk) Approve(ctx context.Context, actor, id string, slot int, blob []byte) (res ApproveResult, err error) {
+	a := d.actor(actor, d.slotRole(slot))
+	defer func() { d.refused(ctx, a, id, fmt.Sprintf("approve slot=%d", slot), err) }()
+	if !d.holds(actor, slot) {
+		return res, refuse(ErrForbidden, "not_slot_holder", "the caller does not hold this slot")
+	}
+	st, f, err := d.load(ctx, id)
+	if err != nil {
+		return res, err
+	}
+	o := f.Order
+	switch {
+	case actor == o.Subject:
+		return res, refuse(ErrForbidden, "subject_approval", order.ErrSubjectApproval.Error())
+	case actor == o.Requester:
+		return res, refuse(ErrForbidden, "self_approval", order.ErrSelfApproval.Error())
+	case st.State != redisstore.Pending:
+		return res, refuse(ErrGone, "not_pending", fmt.Sprintf("the order is %s, not pending", st.State))
+	}
+	if err := o.Validate(d.cfg.Rules, d.cfg.Now(), nil); err != nil {
+		return res, &Refusal{Kind: ErrGone, Code: "no_longer_valid", Err: err}
+	}
+	ok, err := d.orderKey(id)
+	if err != nil {
+		return res, err
+	}
+	if _, err := d.openApproval(f, ok, slot, blob); err != nil {
+		return res, err
+	}
+	r, err := d.cfg.Orders.Approve(ctx, id, redisstore.Approval{Slot: slot, Role: d.cfg.Slots[slot].Role, Approver: actor, Blob: blob})
+	if err != nil {
+		return res, storeRefusal(err)
+	}
+	res = ApproveResult{Approvals: r.Approvals, Quorum: d.cfg.Quorum, Activated: r.Activated}
+	if err := d.audit(ctx, a, audit.ActionApproved, id, fmt.Sprintf("slot=%d", slot), fmt.Sprintf("approvals=%d/%d", r.Approvals, d.cfg.Quorum)); err != nil {
+		return res, err
+	}
+	if r.Activated {
+		days, krs, err := d.activate(ctx, id, f)
+		if err != nil {
+			return res, err
+		}
+		res.Days, res.KeyRecords = days, krs
+	}
+	return res, nil
+}
+
+// openApproval checks one approval against the order and returns its
+// shares; the caller wipes them.
+func (d *Desk) openApproval(f *Filed, ok *crypto.OrderKey, slot int, blob []byte) ([]*crypto.ApprovalShare, error) {
+	if slot < 0 || slot >= len(d.cfg.Slots) {
+		return nil, refuse(ErrInvalid, "bad_slot", fmt.Sprintf("slot %d is not configured", slot))
+	}
+	shares, err := crypto.OpenApproval(blob, slot, d.cfg.Slots[slot].Recipient, f.Target(), ok)
+	if err != nil {
+		return nil, &Refusal{Kind: ErrForbidden, Code: "bad_approval", Err: err}
+	}
+	days := f.Order.Days()
+	for _, s := range shares {
+		if s.Employee != f.Order.Subject || !slices.Contains(days, s.Day) {
+			wipeShares(shares)
+			return nil, refuse(ErrForbidden, "share_out_of_scope", "the approval holds a share of another employee or a day outside the window")
+		}
+	}
+	return shares, nil
+}
+
+// activate recovers the subject's day keys from the stored approvals. It
+// runs once per order: the Redis script lets exactly one approval activate.
+func (d *Desk) activate(ctx context.Context, id string, f *Filed) (days, krs int, err error) {
+	sys := d.actor("", roleSystem)
+	defer func() { d.refused(ctx, sys, id, "activate", err) }()
+	ok, err := d.orderKey(id)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := d.cfg.Orders.Get(ctx, id)
+	if err != nil {
+		return 0, 0, storeRefusal(err)
+	}
+	// Shares by key record, from every approval.
+	byRecord := map[crypto.KeyRecordID][]*crypto.Share{}
+	var all []*crypto.ApprovalShare
+	defer func() { wipeShares(all) }()
+	for _, ap := range st.Approvals {
+		shares, err := d.openApproval(f, ok, ap.Slot, ap.Blob)
+		if err != nil {
+			return 0, 0, err
+		}
+		all = append(all, shares...)
+		for _, s := range shares {
+			byRecord[s.KeyRecordID] = append(byRecord[s.KeyRecordID], &s.Share)
+		}
+	}
+	o := f.Order
+	rel := &released{order: o, keys: map[string]map[crypto.KeyRecordID]*crypto.DayKey{}, expires: o.ExpiresAt}
+	if rel.pseudo, err = newPseudonyms(); err != nil {
+		return 0, 0, err
+	}
+	for _, day := range o.Days() {
+		tag := d.cfg.Keys.Tag(o.Subject, day)
+		rows, err := d.cfg.Store.KeyRecords(ctx, tag)
+		if err != nil {
+			rel.wipe()
+			return 0, 0, fmt.Errorf("activate order %s: %w", id, err)
+		}
+		keys := map[crypto.KeyRecordID]*crypto.DayKey{}
+		for _, row := range rows {
+			kr, err := crypto.ParseKeyRecord(tag, row.Blob, d.cfg.Keys.Verifier())
+			if err != nil {
+				rel.wipe()
+				unseal.Wipe(keys)
+				return 0, 0, fmt.Errorf("activate order %s: %w", id, err)
+			}
+			dk, err := crypto.RecoverDayKey(kr, o.Subject, day, byRecord[kr.ID])
+			if errors.Is(err, crypto.ErrTooFewShares) {
+				// A key record made after the approvers fetched the escrow
+				// (late events of a day in the window) stays sealed.
+				d.cfg.Log.Warn("key record not covered by the approvals", "order", id)
+				continue
+			}
+			if err != nil {
+				rel.wipe()
+				unseal.Wipe(keys)
+				return 0, 0, fmt.Errorf("activate order %s: %w", id, err)
+			}
+			keys[dk.ID()] = dk
+			krs++
+		}
+		if len(keys) > 0 {
+			rel.keys[day] = keys
+			days++
+		}
+	}
+	if err := d.audit(ctx, sys, audit.ActionActivated, id, "", fmt.Sprintf("days=%d key_records=%d", days, krs)); err != nil {
+		rel.wipe()
+		return 0, 0, err
+	}
+	d.mu.Lock()
+	delete(d.pending, id)
+	d.released[id] = rel
+	d.mu.Unlock()
+	d.cfg.Log.Info("order activated", "order", id, "days", days, "key_records", krs)
+	return days, krs, nil
+}
+
+// Reject records a slot's rejection; a veto role rejects the order alone.
+// The reason is kept with the order in Redis, never in the audit log.
+func (d *Desk) Reject(ctx context.Context, actor, id string, slot int, reason string) (rejected bool, err error) {
+	a := d.actor(actor, d.slotRole(slot))
+	defer func() { d.refused(ctx, a, id, fmt.Sprintf("reject slot=%d", slot), err) }()
+	if !d.holds(actor, slot) {
+		return false, refuse(ErrForbidden, "not_slot_holder", "the caller does not hold this slot")
+	}
+	if reason == "" {
+		return false, refuse(ErrInvalid, "no_reason", "a rejection needs a reason")
+	}
+	if _, _, err := d.load(ctx, id); err != nil {
+		return false, err
+	}
+	rejected, err = d.cfg.Orders.Reject(ctx, id, d.cfg.Slots[slot].Role, actor, reason)
+	if err != nil {
+		return false, storeRefusal(err)
+	}
+	detail := "recorded"
+	if rejected {
+		detail = "order_rejected"
+		d.forget(id)
+	}
+	return rejected, d.audit(ctx, a, audit.ActionRejected, id, fmt.Sprintf("slot=%d", slot), detail)
+}
+
+// Revoke ends a pending or active order at once: its requester or a DPO.
+func (d *Desk) Revoke(ctx context.Context, actor, id, reason string) (err error) {
+	a := d.actor(actor, "")
+	defer func() { d.refused(ctx, a, id, "revoke", err) }()
+	_, f, err := d.load(ctx, id)
+	if err != nil {
+		return err
+	}
+	a = d.actorFor(actor, f.Order)
+	if a.role != roleRequester && a.role != roleDPO {
+		return refuse(ErrForbidden, "not_requester_or_dpo", "only the order's requester or a DPO may revoke it")
+	}
+	if reason == "" {
+		return refuse(ErrInvalid, "no_reason", "a revocation needs a reason")
+	}
+	// Wipe first: whatever happens next, nothing stays readable.
+	d.forget(id)
+	if err := d.cfg.Orders.Revoke(ctx, id, reason); err != nil {
+		return storeRefusal(err)
+	}
+	return d.audit(ctx, a, audit.ActionRevoked, id, "", "")
+}
+
+// Sweep wipes the key material of orders that expired or ended elsewhere
+// (another replica revoked them, Redis lost them) and audits each expiry.
+// serve runs it every few seconds; reads check the same on their own.
+func (d *Desk) Sweep(ctx context.Context) int {
+	d.mu.Lock()
+	var ids []string
+	for id := range d.released {
+		ids = append(ids, id)
+	}
+	for id := range d.pending {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if d.checkLive(ctx, id) != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// checkLive asks Redis for the order's state (Get marks an expired order
+// expired) and wipes everything the desk holds for it unless it is pending
+// or active and unexpired. It returns a Refusal when the order is over.
+func (d *Desk) checkLive(ctx context.Context, id string) error {
+	st, err := d.cfg.Orders.Get(ctx, id)
+	if err != nil && !errors.Is(err, redisstore.ErrNotFound) {
+		return err // Redis unreachable: neither wipe nor serve
+	}
+	live := err == nil && (st.State == redisstore.Pending || st.State == redisstore.Active) && d.cfg.Now().Before(st.ExpiresAt)
+	if live {
+		return nil
+	}
+	if d.forget(id) {
+		detail := "lost"
+		if err == nil {
+			detail = string(st.State)
+		}
+		if err == nil && st.State == redisstore.Expired {
+			if aerr := d.audit(ctx, d.actor("", roleSystem), audit.ActionExpired, id, "", "keys_wiped"); aerr != nil {
+				d.cfg.Log.Error("audit expiry", "order", id, "err", aerr)
+			}
+		} else {
+			d.cfg.Log.Info("order ended, keys wiped", "order", id, "state", detail)
+		}
+	}
+	if err != nil {
+		return storeRefusal(err)
+	}
+	return refuse(ErrGone, "not_active", fmt.Sprintf("the order is %s", st.State))
+}
+
+// forget wipes and drops whatever the desk holds for the order and reports
+// whether it held anything.
+func (d *Desk) forget(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, p := d.pending[id]
+	delete(d.pending, id)
+	rel, r := d.released[id]
+	if r {
+		rel.wipe()
+		delete(d.released, id)
+	}
+	return p || r
+}
+
+func (d *Desk) orderKey(id string) (*crypto.OrderKey, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ok := d.pending[id]
+	if ok == nil {
+		return nil, refuse(ErrGone, "order_key_lost", "this gateway holds no key for the order (it was restarted since filing, or the order is no longer pending); file the order again")
+	}
+	return ok, nil
+}
+
+// load reads an order and its filed body from Redis.
+func (d *Desk) load(ctx context.Context, id string) (*redisstore.Status, *Filed, error) {
+	if !order.IsID(id) {
+		return nil, nil, refuse(ErrNotFound, "bad_id", "not an order id")
+	}
+	st, err := d.cfg.Orders.Get(ctx, id)
+	if err != nil {
+		return nil, nil, storeRefusal(err)
+	}
+	var f Filed
+	if err := json.Unmarshal(st.Body, &f); err != nil || f.Order == nil || f.Order.ID != id {
+		return nil, nil, fmt.Errorf("order %s: stored body does not decode", id)
+	}
+	if err := d.cfg.Keys.Verifier().VerifyOrderKey(f.Order.Hash(), f.OrderKey, f.OrderKeySignature); err != nil {
+		return nil, nil, &Refusal{Kind: ErrForbidden, Code: "bad_order_key", Err: err}
+	}
+	return st, &f, nil
+}
+
+func wipeShares(shares []*crypto.ApprovalShare) {
+	for _, s := range shares {
+		s.Wipe()
+	}
+}
+
+// Rules returns the order rules in force (limits, purposes, the excluded
+// channels an order must be stamped with) to anyone with a configured role.
+func (d *Desk) Rules(ctx context.Context, actor string) (r order.Rules, err error) {
+	a := d.actor(actor, "")
+	defer func() { d.refused(ctx, a, "", "rules", err) }()
+	if a.role == "" {
+		return r, refuse(ErrForbidden, "no_role", "only requesters, slot holders, auditors and DPOs may use the order API")
+	}
+	return d.cfg.Rules, nil
+}

@@ -1,0 +1,369 @@
+package release_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/export"
+	"github.com/sealgate/sealgate/release"
+)
+
+// TestOrderOnOneEmployee is the end-to-end story: 30 days of chat by alice
+// and bob, an order on alice for days 10-20 approved 3-of-5, and a read that
+// returns exactly alice's posts, edits and tombstones of those days, none of
+// bob's, none outside the window, none from the excluded channel.
+func TestOrderOnOneEmployee(t *testing.T) {
+	f := newFixture(t)
+	f.ingestMonth()
+	o := f.draft(alice, 10, 20)
+	f.file(o)
+
+	for i, slot := range []int{0, 1, 2} {
+		res, err := f.approve(o.ID, slot)
+		if err != nil {
+			t.Fatalf("approval %d: %v", i+1, err)
+		}
+		if res.Activated != (i == 2) || res.Approvals != i+1 {
+			t.Fatalf("approval %d: %+v", i+1, res)
+		}
+		if i == 2 && (res.Days != 11 || res.KeyRecords != 11) {
+			t.Fatalf("activation released %d days, %d key records; want 11, 11", res.Days, res.KeyRecords)
+		}
+	}
+
+	want := f.expected(alice, 10, 20)
+	for _, limit := range []int{1, 7, release.MaxPage} {
+		got, texts, err := f.readAll(o.ID, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("limit %d: released %d messages, want %d:\nextra %v\nmissing %v", limit, len(got), len(want), diff(got, want), diff(want, got))
+		}
+		for _, s := range texts {
+			for _, leak := range []string{"just before", "just after", "works council", "@bob", "@Dave"} {
+				if strings.Contains(s, leak) {
+					t.Fatalf("released text %q holds %q", s, leak)
+				}
+			}
+		}
+		if !slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, "@participant-") }) {
+			t.Fatal("co-participants are not pseudonymised")
+		}
+	}
+	kinds := map[string]int{}
+	for k := range want {
+		kinds[strings.Split(k, "/")[1]]++
+	}
+	if kinds["posted"] == 0 || kinds["edited"] == 0 || kinds["deleted"] == 0 {
+		t.Fatalf("the window should hold posts, edits and tombstones: %v", kinds)
+	}
+
+	// Exports carry the watermark and the same messages.
+	var buf bytes.Buffer
+	n, err := f.desk.Export(f.ctx, carol, o.ID, export.JSON, &buf)
+	if err != nil || n != len(want) {
+		t.Fatalf("export: %d messages, %v; want %d", n, err, len(want))
+	}
+	var doc struct {
+		Watermark string `json:"watermark"`
+		Messages  []struct {
+			PostID  string `json:"post_id"`
+			Kind    string `json:"kind"`
+			Version int64  `json:"version"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(doc.Watermark, o.ID) || !strings.Contains(doc.Watermark, carol) {
+		t.Fatalf("watermark %q does not name the order and the requester", doc.Watermark)
+	}
+	for _, m := range doc.Messages {
+		if !want[key(m.PostID, m.Kind, m.Version)] {
+			t.Fatalf("export holds %s/%s", m.PostID, m.Kind)
+		}
+	}
+	for _, format := range []export.Format{export.HTML, export.EML} {
+		buf.Reset()
+		if _, err := f.desk.Export(f.ctx, carol, o.ID, format, &buf); err != nil {
+			t.Fatalf("%s export: %v", format, err)
+		}
+		if !strings.Contains(buf.String(), o.ID) {
+			t.Fatalf("%s export is not watermarked", format)
+		}
+	}
+
+	// Revocation wipes the keys; reads are refused from then on.
+	if err := f.desk.Revoke(f.ctx, carol, o.ID, "investigation finished"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.desk.Messages(f.ctx, carol, o.ID, "", 10)
+	f.refused(err, release.ErrGone, "not_active")
+
+	// The audit log tells the whole story and verifies.
+	var actions []audit.Action
+	for _, e := range f.audited() {
+		if e.Action != audit.ActionOrderRead && e.Action != audit.ActionEscrowRead && e.Action != audit.ActionViewed {
+			actions = append(actions, e.Action)
+		}
+		if strings.Contains(e.ActorPseudonym, carol) || strings.Contains(e.Detail, "numbers") {
+			t.Fatalf("audit entry %d names a person or holds content: %+v", e.Seq, e)
+		}
+	}
+	wantActions := []audit.Action{audit.ActionOrderFiled, audit.ActionApproved, audit.ActionApproved, audit.ActionApproved,
+		audit.ActionActivated, audit.ActionExported, audit.ActionExported, audit.ActionExported, audit.ActionRevoked, audit.ActionRefused}
+	if !slices.Equal(actions, wantActions) {
+		t.Fatalf("audited %v\nwant     %v", actions, wantActions)
+	}
+	rep, err := audit.Verify(f.ctx, f.store, nil)
+	if err != nil || !rep.OK() {
+		t.Fatalf("audit verify: %v %v", err, rep.String())
+	}
+}
+
+func diff(a, b map[string]bool) []string {
+	var out []string
+	for k := range a {
+		if !b[k] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestRefusals tries to break every rule. Each attempt is refused with a
+// clear error, audited, and unseals nothing.
+func TestRefusals(t *testing.T) {
+	f := newFixture(t)
+	f.ingestMonth()
+
+	t.Run("missing field", func(t *testing.T) {
+		o := f.draft(alice, 10, 20)
+		o.LegalBasis = ""
+		_, err := f.desk.File(f.ctx, carol, o, f.sign(o))
+		f.refused(err, release.ErrInvalid, "invalid:legal_basis")
+		if !strings.Contains(err.Error(), "legal_basis") {
+			t.Fatalf("error does not name the field: %v", err)
+		}
+	})
+	t.Run("two subjects", func(t *testing.T) {
+		o := f.draft(alice+","+bob, 10, 20)
+		_, err := f.desk.File(f.ctx, carol, o, f.sign(o))
+		f.refused(err, release.ErrInvalid, "invalid:subject")
+	})
+	t.Run("not a requester", func(t *testing.T) {
+		o := f.draft(alice, 10, 20)
+		o.Requester = stranger
+		_, err := f.desk.File(f.ctx, stranger, o, f.sign(o))
+		f.refused(err, release.ErrForbidden, "not_requester")
+	})
+	t.Run("forged requester signature", func(t *testing.T) {
+		o := f.draft(alice, 10, 20)
+		forger, _ := crypto.GenerateSlotKey(crypto.KEMX25519)
+		_, err := f.desk.File(f.ctx, carol, o, crypto.SignOrder(forger, o.Hash()))
+		f.refused(err, release.ErrForbidden, "bad_signature")
+		// A signature over another order does not carry over either.
+		other := f.draft(alice, 11, 20)
+		_, err = f.desk.File(f.ctx, carol, o, f.sign(other))
+		f.refused(err, release.ErrForbidden, "bad_signature")
+	})
+
+	o := f.draft(alice, 10, 20)
+	f.file(o)
+	t.Run("second order on the same subject", func(t *testing.T) {
+		o2 := f.draft(alice, 12, 14)
+		_, err := f.desk.File(f.ctx, carol, o2, f.sign(o2))
+		f.refused(err, release.ErrConflict, "subject_busy")
+	})
+	t.Run("subject approving", func(t *testing.T) {
+		_, err := f.desk.Escrow(f.ctx, alice, o.ID, 3)
+		f.refused(err, release.ErrForbidden, "subject_approval")
+		blob, err := f.approval(holder(3), o.ID, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.desk.Approve(f.ctx, alice, o.ID, 3, blob)
+		f.refused(err, release.ErrForbidden, "subject_approval")
+	})
+	t.Run("requester approving", func(t *testing.T) {
+		blob, err := f.approval(holder(4), o.ID, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.desk.Approve(f.ctx, carol, o.ID, 4, blob)
+		f.refused(err, release.ErrForbidden, "self_approval")
+	})
+	t.Run("not the slot holder", func(t *testing.T) {
+		blob, err := f.approval(holder(0), o.ID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.desk.Approve(f.ctx, holder(1), o.ID, 0, blob)
+		f.refused(err, release.ErrForbidden, "not_slot_holder")
+	})
+	t.Run("forged approval signature", func(t *testing.T) {
+		doc, _ := f.desk.Get(f.ctx, holder(1), o.ID)
+		esc, _ := f.desk.Escrow(f.ctx, holder(1), o.ID, 1)
+		forger, _ := crypto.GenerateSlotKey(crypto.KEMMLKEM768X25519)
+		// The forger has no share to give; an empty approval signed by the
+		// wrong key is still refused for its signature.
+		esc.Days = nil
+		blob, _, err := release.MakeApproval(doc, esc, 1, forger, f.keys.Verifier(), f.requester.Recipient())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.desk.Approve(f.ctx, holder(1), o.ID, 1, blob)
+		f.refused(err, release.ErrForbidden, "bad_approval")
+	})
+	t.Run("same slot twice", func(t *testing.T) {
+		if _, err := f.approve(o.ID, 0); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.approve(o.ID, 0)
+		f.refused(err, release.ErrConflict, "duplicate_slot")
+	})
+	t.Run("M-1 approvals", func(t *testing.T) {
+		if _, err := f.approve(o.ID, 1); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.desk.Messages(f.ctx, carol, o.ID, "", 10)
+		f.refused(err, release.ErrGone, "not_active")
+	})
+
+	// A second order, on bob, to replay onto.
+	ob := f.draft(bob, 10, 20)
+	f.file(ob)
+	t.Run("approval replayed onto another order", func(t *testing.T) {
+		blob, err := f.approval(holder(2), ob.ID, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.desk.Approve(f.ctx, holder(2), o.ID, 2, blob)
+		f.refused(err, release.ErrForbidden, "bad_approval")
+	})
+	t.Run("not the requester reading", func(t *testing.T) {
+		if _, err := f.approve(o.ID, 2); err != nil {
+			t.Fatal(err)
+		}
+		for _, who := range []string{holder(0), dpo, auditor, alice, stranger} {
+			_, err := f.desk.Messages(f.ctx, who, o.ID, "", 10)
+			f.refused(err, release.ErrForbidden, "not_requester")
+		}
+		if _, err := f.desk.Messages(f.ctx, carol, o.ID, "", 10); err != nil {
+			t.Fatalf("the requester cannot read the active order: %v", err)
+		}
+	})
+	t.Run("approval after expiry", func(t *testing.T) {
+		f.advance(8 * 24 * time.Hour)
+		_, err := f.approve(ob.ID, 0)
+		f.refused(err, release.ErrGone, "not_pending")
+	})
+	t.Run("reading after expiry", func(t *testing.T) {
+		_, err := f.desk.Messages(f.ctx, carol, o.ID, "", 10)
+		f.refused(err, release.ErrGone, "not_active")
+		var expired int
+		for _, e := range f.audited() {
+			if e.Action == audit.ActionExpired && e.OrderID == o.ID {
+				expired++
+			}
+		}
+		if expired != 1 {
+			t.Fatalf("expiry audited %d times, want once", expired)
+		}
+	})
+	rep, err := audit.Verify(f.ctx, f.store, nil)
+	if err != nil || !rep.OK() {
+		t.Fatalf("audit verify: %v %v", err, rep.String())
+	}
+}
+
+// TestRacingApprovals lets all five slots approve at once: exactly one
+// approval activates the order.
+func TestRacingApprovals(t *testing.T) {
+	f := newFixture(t)
+	f.ingestMonth()
+	o := f.draft(alice, 10, 20)
+	f.file(o)
+	blobs := make([][]byte, 3)
+	for i := range blobs {
+		b, err := f.approval(holder(i), o.ID, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs[i] = b
+	}
+	var wg sync.WaitGroup
+	results := make([]release.ApproveResult, 3)
+	errs := make([]error, 3)
+	for i := range blobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = f.desk.Approve(f.ctx, holder(i), o.ID, i, blobs[i])
+		}()
+	}
+	wg.Wait()
+	activations := 0
+	for i := range results {
+		if errs[i] != nil {
+			t.Fatalf("approval %d: %v", i, errs[i])
+		}
+		if results[i].Activated {
+			activations++
+		}
+	}
+	if activations != 1 {
+		t.Fatalf("%d activations, want exactly 1", activations)
+	}
+	got, _, err := f.readAll(o.ID, release.MaxPage)
+	if err != nil || !maps.Equal(got, f.expected(alice, 10, 20)) {
+		t.Fatalf("after a racing activation: %d messages, %v", len(got), err)
+	}
+}
+
+// TestRedisLosesEverything flushes Redis between approvals: nothing is
+// released and the order must be filed again.
+func TestRedisLosesEverything(t *testing.T) {
+	f := newFixture(t)
+	f.ingestMonth()
+	o := f.draft(alice, 10, 20)
+	f.file(o)
+	for _, slot := range []int{0, 1} {
+		if _, err := f.approve(o.ID, slot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blob, err := f.approval(holder(2), o.ID, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.redis.Client().FlushAll(f.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.desk.Approve(f.ctx, holder(2), o.ID, 2, blob)
+	f.refused(err, release.ErrNotFound, "not_found")
+	_, err = f.desk.Messages(f.ctx, carol, o.ID, "", 10)
+	f.refused(err, release.ErrNotFound, "not_found")
+
+	// Filed again, it goes through the whole quorum again.
+	o2 := f.draft(alice, 10, 20)
+	f.file(o2)
+	for _, slot := range []int{0, 1, 2} {
+		if _, err := f.approve(o2.ID, slot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := f.readAll(o2.ID, 50); err != nil {
+		t.Fatal(err)
+	}
+}
