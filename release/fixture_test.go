@@ -32,7 +32,7 @@ const (
 	channel1  = "8s6ug79ctbfp8bm4q1fdjfjxho"
 	channel2  = "qgrjjwpm6frgznmapkpze56dfe"
 	excluded  = "1i1an6jdzj8w5y156c4hwiuypc" // works council: always excluded
-	holderFmt = "holder%dholder%dholder%dhol"
+	holderFmt = "holder%dholder%dholder%dholdr"
 )
 
 var roles = []string{"legal", "hr", "works-council", "security", "dpo-office"}

@@ -1,0 +1,331 @@
+// Package orderapi is the HTTP face of the release desk: the order API that
+// compliance officers, approvers, auditors and DPOs use (through the
+// sealgate CLI), on its own listener, apart from the ingest API.
+//
+// Every request carries a Mattermost session or personal access token
+// ("Authorization: Bearer …"); the server validates it against Mattermost
+// (mmauth, cached briefly) and passes the user id to the desk, which
+// authorises the call by the configured roles and audits it. A browser's
+// MMAUTHTOKEN cookie is accepted only with "X-Requested-With:
+// XMLHttpRequest", which a cross-site form cannot send.
+//
+//	GET  /v1/orders/rules                       the rules to stamp an order with
+//	POST /v1/orders                             file: {"order": …, "signature": base64}
+//	GET  /v1/orders/{id}                        the order for review
+//	GET  /v1/orders/{id}/escrow?slot=N          the subject's key records, for slot N
+//	POST /v1/orders/{id}/approvals              {"slot": N, "approval": base64}
+//	POST /v1/orders/{id}/rejections             {"slot": N, "reason": "…"}
+//	POST /v1/orders/{id}/revocation             {"reason": "…"}
+//	GET  /v1/orders/{id}/messages?cursor=&limit= one watermarked JSON page; the next
+//	                                            cursor is in the Sealgate-Next-Cursor header
+//	GET  /v1/orders/{id}/export?format=json|html|eml
+//
+// Errors are JSON {"error": "…", "code": "…"}: 401 bad token, 403 not
+// allowed, 404 no such order, 409 conflict (a slot, role or person twice, a
+// busy subject), 410 the order is not live (expired, revoked, rejected, not
+// yet approved), 422 an invalid order or request, 503 Mattermost or Redis
+// unreachable. They never hold content.
+package orderapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/sealgate/sealgate/export"
+	"github.com/sealgate/sealgate/mmauth"
+	"github.com/sealgate/sealgate/order"
+	"github.com/sealgate/sealgate/release"
+)
+
+// Authenticator resolves a Mattermost token to its user (mmauth.Authenticator).
+type Authenticator interface {
+	User(ctx context.Context, token string) (mmauth.User, error)
+}
+
+// Server serves the order API.
+type Server struct {
+	Desk *release.Desk
+	Auth Authenticator
+	Log  *slog.Logger
+}
+
+// maxRequest bounds a request body: an order, or an approval of a 90-day
+// window (a few hundred bytes per key record).
+const maxRequest = 4 << 20
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/orders/rules", s.authed(s.rules))
+	mux.HandleFunc("POST /v1/orders", s.authed(s.file))
+	mux.HandleFunc("GET /v1/orders/{id}", s.authed(s.get))
+	mux.HandleFunc("GET /v1/orders/{id}/escrow", s.authed(s.escrow))
+	mux.HandleFunc("POST /v1/orders/{id}/approvals", s.authed(s.approve))
+	mux.HandleFunc("POST /v1/orders/{id}/rejections", s.authed(s.reject))
+	mux.HandleFunc("POST /v1/orders/{id}/revocation", s.authed(s.revoke))
+	mux.HandleFunc("GET /v1/orders/{id}/messages", s.authed(s.messages))
+	mux.HandleFunc("GET /v1/orders/{id}/export", s.authed(s.export))
+	return mux
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, user string) error
+
+// authed validates the caller's token and turns a handler's error into a
+// JSON error response.
+func (s *Server) authed(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		token, err := mmauth.TokenFromRequest(r)
+		if err == nil && r.Header.Get("Authorization") == "" && r.Header.Get("X-Requested-With") != "XMLHttpRequest" {
+			err = fmt.Errorf("%w: a cookie token needs X-Requested-With: XMLHttpRequest", mmauth.ErrUnauthorized)
+		}
+		var u mmauth.User
+		if err == nil {
+			u, err = s.Auth.User(r.Context(), token)
+		}
+		if err == nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxRequest)
+			err = h(w, r, u.ID)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+		}
+	}
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := http.StatusInternalServerError, "internal", "internal error"
+	var ref *release.Refusal
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, mmauth.ErrUnauthorized):
+		status, code, msg = http.StatusUnauthorized, "unauthorized", "missing, invalid or expired Mattermost token"
+	case errors.Is(err, mmauth.ErrUnavailable):
+		status, code, msg = http.StatusServiceUnavailable, "mattermost_unavailable", "Mattermost could not confirm the token; try again"
+	case errors.As(err, &mbe):
+		status, code, msg = http.StatusRequestEntityTooLarge, "too_large", "request body too large"
+	case errors.As(err, &ref):
+		code, msg = ref.Code, ref.Error()
+		switch {
+		case errors.Is(err, release.ErrForbidden):
+			status = http.StatusForbidden
+		case errors.Is(err, release.ErrNotFound):
+			status = http.StatusNotFound
+		case errors.Is(err, release.ErrConflict):
+			status = http.StatusConflict
+		case errors.Is(err, release.ErrGone):
+			status = http.StatusGone
+		default:
+			status = http.StatusUnprocessableEntity
+		}
+	case errors.Is(err, errBadRequest):
+		status, code, msg = http.StatusBadRequest, "bad_request", err.Error()
+	default:
+		s.log().Error("order API", "method", r.Method, "route", r.Pattern, "err", err)
+	}
+	writeJSON(w, status, map[string]string{"error": msg, "code": code})
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+var errBadRequest = errors.New("bad request")
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return fmt.Errorf("%w: the body is not the expected JSON", errBadRequest)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func slotParam(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 255 {
+		return 0, fmt.Errorf("%w: slot must be a slot number", errBadRequest)
+	}
+	return n, nil
+}
+
+func (s *Server) rules(w http.ResponseWriter, r *http.Request, user string) error {
+	rules, err := s.Desk.Rules(r.Context(), user)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rules)
+	return nil
+}
+
+// FileRequest is the body of POST /v1/orders. The order is kept as raw
+// JSON so that it is parsed strictly (order.ParseJSON).
+type FileRequest struct {
+	Order     json.RawMessage `json:"order"`
+	Signature []byte          `json:"signature"`
+}
+
+func (s *Server) file(w http.ResponseWriter, r *http.Request, user string) error {
+	var req FileRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	o, err := order.ParseJSON(req.Order)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	f, err := s.Desk.File(r.Context(), user, o, req.Signature)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, f)
+	return nil
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, user string) error {
+	doc, err := s.Desk.Get(r.Context(), user, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, doc)
+	return nil
+}
+
+func (s *Server) escrow(w http.ResponseWriter, r *http.Request, user string) error {
+	slot, err := slotParam(r.URL.Query().Get("slot"))
+	if err != nil {
+		return err
+	}
+	esc, err := s.Desk.Escrow(r.Context(), user, r.PathValue("id"), slot)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, esc)
+	return nil
+}
+
+// ApproveRequest is the body of POST /v1/orders/{id}/approvals.
+type ApproveRequest struct {
+	Slot     int    `json:"slot"`
+	Approval []byte `json:"approval"`
+}
+
+func (s *Server) approve(w http.ResponseWriter, r *http.Request, user string) error {
+	var req ApproveRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	res, err := s.Desk.Approve(r.Context(), user, r.PathValue("id"), req.Slot, req.Approval)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// RejectRequest is the body of POST /v1/orders/{id}/rejections.
+type RejectRequest struct {
+	Slot   int    `json:"slot"`
+	Reason string `json:"reason"`
+}
+
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, user string) error {
+	var req RejectRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	rejected, err := s.Desk.Reject(r.Context(), user, r.PathValue("id"), req.Slot, req.Reason)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"rejected": rejected})
+	return nil
+}
+
+// RevokeRequest is the body of POST /v1/orders/{id}/revocation.
+type RevokeRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request, user string) error {
+	var req RevokeRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := s.Desk.Revoke(r.Context(), user, r.PathValue("id"), req.Reason); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"revoked": true})
+	return nil
+}
+
+// NextCursorHeader carries the cursor of the next page of messages.
+const NextCursorHeader = "Sealgate-Next-Cursor"
+
+func (s *Server) messages(w http.ResponseWriter, r *http.Request, user string) error {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%w: limit must be a number", errBadRequest)
+		}
+		limit = n
+	}
+	p, err := s.Desk.Messages(r.Context(), user, r.PathValue("id"), q.Get("cursor"), limit)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := export.Write(&buf, export.JSON, p.Header, p.Messages); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(NextCursorHeader, p.Next)
+	_, err = io.Copy(w, &buf)
+	return err
+}
+
+var contentTypes = map[export.Format]string{
+	export.JSON: "application/json",
+	export.HTML: "text/html; charset=utf-8",
+	export.EML:  "message/rfc822",
+}
+
+func (s *Server) export(w http.ResponseWriter, r *http.Request, user string) error {
+	f, err := export.ParseFormat(r.URL.Query().Get("format"))
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	var buf bytes.Buffer
+	id := r.PathValue("id")
+	if _, err := s.Desk.Export(r.Context(), user, id, f, &buf); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", contentTypes[f])
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", id+"."+string(f)))
+	_, err = io.Copy(w, &buf)
+	return err
+}
