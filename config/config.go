@@ -31,6 +31,10 @@ type Config struct {
 	Store       Store  `yaml:"store"`
 	// GatewayKeys is the file with the gateway's tag, ref and signing keys.
 	GatewayKeys string `yaml:"gateway_keys"`
+	// GatewayPublicKey is the file with the gateway's public signing key.
+	// Approvers check key records and order keys against it; they need this
+	// file, never gateway_keys.
+	GatewayPublicKey string `yaml:"gateway_public_key"`
 	// Slots are the approver slots, in slot order. Their order is part of
 	// every key record: never reorder, only append.
 	Slots []Slot `yaml:"slots"`
@@ -66,6 +70,14 @@ type Mattermost struct {
 	// TokenCache is how long a validated token is trusted before Mattermost
 	// is asked again. Default 30s, at most 5m.
 	TokenCache Duration `yaml:"token_cache"`
+	// BotToken is the sealgate bot's access token, used to publish audit
+	// checkpoints. Env: SEALGATE_MATTERMOST_BOT_TOKEN.
+	BotToken string `yaml:"bot_token"`
+	// CheckpointChannel is the channel id where the bot posts the audit
+	// log's checkpoint (its head hash) every CheckpointEvery (default 1h),
+	// so that a truncated log is detectable. Empty disables publishing.
+	CheckpointChannel string   `yaml:"checkpoint_channel"`
+	CheckpointEvery   Duration `yaml:"checkpoint_every"`
 }
 
 // Orders says who may act on investigation orders and tightens the rules.
@@ -154,7 +166,7 @@ func Defaults() Config {
 		DayKeyGrace: Duration{2 * time.Hour},
 		Limits:      Limits{MaxPostBytes: 1 << 20, MaxBatchEvents: 1000, MaxBodyBytes: 32 << 20},
 		Log:         Log{Level: "info"},
-		Mattermost:  Mattermost{TokenCache: Duration{30 * time.Second}},
+		Mattermost:  Mattermost{TokenCache: Duration{30 * time.Second}, CheckpointEvery: Duration{time.Hour}},
 		Orders:      Orders{Grace: Duration{24 * time.Hour}},
 	}
 }
@@ -187,17 +199,18 @@ func Load(path string) (*Config, error) {
 
 func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 	strs := map[string]*string{
-		"SEALGATE_LISTEN_ADMIN":   &c.Listen.Admin,
-		"SEALGATE_INGEST_TOKEN":   &c.IngestToken,
-		"SEALGATE_REDIS_ADDR":     &c.Redis.Addr,
-		"SEALGATE_REDIS_PASSWORD": &c.Redis.Password,
-		"SEALGATE_STORE_KIND":     &c.Store.Kind,
-		"SEALGATE_STORE_PATH":     &c.Store.Path,
-		"SEALGATE_STORE_DSN":      &c.Store.DSN,
-		"SEALGATE_GATEWAY_KEYS":   &c.GatewayKeys,
-		"SEALGATE_LOG_LEVEL":      &c.Log.Level,
-		"SEALGATE_LISTEN_ORDERS":  &c.Listen.Orders,
-		"SEALGATE_MATTERMOST_URL": &c.Mattermost.URL,
+		"SEALGATE_LISTEN_ADMIN":         &c.Listen.Admin,
+		"SEALGATE_INGEST_TOKEN":         &c.IngestToken,
+		"SEALGATE_REDIS_ADDR":           &c.Redis.Addr,
+		"SEALGATE_REDIS_PASSWORD":       &c.Redis.Password,
+		"SEALGATE_STORE_KIND":           &c.Store.Kind,
+		"SEALGATE_STORE_PATH":           &c.Store.Path,
+		"SEALGATE_STORE_DSN":            &c.Store.DSN,
+		"SEALGATE_GATEWAY_KEYS":         &c.GatewayKeys,
+		"SEALGATE_LOG_LEVEL":            &c.Log.Level,
+		"SEALGATE_LISTEN_ORDERS":        &c.Listen.Orders,
+		"SEALGATE_MATTERMOST_URL":       &c.Mattermost.URL,
+		"SEALGATE_MATTERMOST_BOT_TOKEN": &c.Mattermost.BotToken,
 	}
 	for name, dst := range strs {
 		if v, ok := lookup(name); ok {
@@ -269,6 +282,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Mattermost.TokenCache.Duration < 0 || c.Mattermost.TokenCache.Duration > 5*time.Minute {
 		bad("mattermost.token_cache: %s, must be between 0 and 5m", c.Mattermost.TokenCache)
+	}
+	if c.Mattermost.CheckpointChannel != "" && (c.Mattermost.BotToken == "" || c.Mattermost.URL == "" || c.Mattermost.CheckpointEvery.Duration < time.Minute) {
+		bad("mattermost.checkpoint_channel: needs mattermost.url, mattermost.bot_token and checkpoint_every of at least 1m")
 	}
 	if c.Orders.Grace.Duration < 0 || c.Orders.Grace.Duration > 7*24*time.Hour {
 		bad("orders.grace: %s, must be between 0 and 168h", c.Orders.Grace)

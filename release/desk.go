@@ -607,3 +607,23 @@ func (d *Desk) Rules(ctx context.Context, actor string) (r order.Rules, err erro
 	}
 	return d.cfg.Rules, nil
 }
+
+// WipeAll wipes every order key and released day key the desk holds; serve
+// calls it on shutdown. A nil desk holds nothing.
+func (d *Desk) WipeAll() {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.pending)+len(d.released))
+	for id := range d.pending {
+		ids = append(ids, id)
+	}
+	for id := range d.released {
+		ids = append(ids, id)
+	}
+	d.mu.Unlock()
+	for _, id := range ids {
+		d.forget(id)
+	}
+}

@@ -110,7 +110,7 @@ func cmdDemo(args []string, stdout io.Writer) error {
 	}
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- rt.serve(sctx, ln) }()
+	go func() { done <- rt.serve(sctx, ln, nil) }()
 	defer func() { stop(); <-done }()
 	url := "http://" + ln.Addr().String() + "/v1/ingest"
 

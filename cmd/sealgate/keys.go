@@ -172,9 +172,13 @@ func cmdInit(args []string, stdout io.Writer) error {
 	if err := writeGatewayKeys(filepath.Join(*dir, "gateway.keys"), gk); err != nil {
 		return err
 	}
+	if err := writeGatewayPublic(filepath.Join(*dir, "gateway.pub"), gk.Verifier()); err != nil {
+		return err
+	}
 	cfg := config.Defaults()
 	cfg.IngestToken = randomToken()
 	cfg.GatewayKeys = "gateway.keys"
+	cfg.GatewayPublicKey = "gateway.pub"
 	cfg.Store.Path = "data/sealgate.db"
 	cfg.Quorum = *m
 	for i := 0; i < *n; i++ {
@@ -217,6 +221,18 @@ func writeGatewayKeys(path string, gk *crypto.GatewayKeys) error {
 		return fmt.Errorf("write gateway keys: %w", err)
 	}
 	if err := gk.Write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func writeGatewayPublic(path string, v *crypto.GatewayVerifier) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("write gateway public key: %w", err)
+	}
+	if err := v.WritePublic(f); err != nil {
 		f.Close()
 		return err
 	}

@@ -3,7 +3,8 @@
 //	sealgate demo                                   the whole flow in one process, no services needed
 //	sealgate init --dir DIR --approvers N --quorum M  a test or demo deployment: config, gateway keys, N slot keys
 //	sealgate keygen --out FILE [--kem x25519]       one approver slot key (passphrase-protected) and FILE.pub
-//	sealgate serve --config FILE                    the gateway: ingest API, health, metrics (needs Redis)
+//	sealgate serve --config FILE                    the gateway: ingest API, order API, health, metrics (needs Redis)
+//	sealgate order file|show|revoke, approve, reject, unseal   investigation orders, through the order API
 //
 // Passphrases come from a prompt on the terminal, or from SEALGATE_PASSPHRASE
 // (for tests and automation).
@@ -26,6 +27,17 @@ usage:
   sealgate keygen --out FILE [--kem mlkem768x25519|x25519]
                                                     create one approver slot key; prints the public key
   sealgate serve --config FILE                      run the gateway (requires a reachable Redis)
+
+investigation orders (the caller's Mattermost token in SEALGATE_TOKEN):
+  sealgate order file --config FILE --key REQUESTER.key --form ORDER.json
+                                                    file an order, signed with the requester's key
+  sealgate order show ORDER --config FILE           print an order for review
+  sealgate approve ORDER --config FILE --key SLOT.key [--yes]
+                                                    review, then approve with your slot key
+  sealgate reject ORDER --config FILE --key SLOT.key --reason TEXT
+  sealgate order revoke ORDER --config FILE --reason TEXT
+  sealgate unseal ORDER --config FILE --format html|json|eml --out FILE
+                                                    the requester's watermarked export
 
 Passphrases are read from the terminal, or from SEALGATE_PASSPHRASE.
 `
@@ -52,6 +64,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdKeygen(args[1:], stdout)
 	case "serve":
 		err = cmdServe(args[1:], stdout, stderr)
+	case "order":
+		err = cmdOrder(args[1:], stdout)
+	case "approve":
+		err = cmdApprove(args[1:], os.Stdin, stdout)
+	case "reject":
+		err = cmdReject(args[1:], stdout)
+	case "unseal":
+		err = cmdUnseal(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -17,9 +17,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/release"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/store/boltstore"
 	"github.com/sealgate/sealgate/store/pgstore"
@@ -38,14 +40,19 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.Log.Level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return serveConfig(ctx, cfg, stdout, stderr)
+}
+
+// serveConfig runs the gateway until ctx ends.
+func serveConfig(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
+	log := newLogger(stderr, cfg.Log.Level)
 
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB})
 	defer rdb.Close()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err = rdb.Ping(pctx).Err()
+	err := rdb.Ping(pctx).Err()
 	cancel()
 	if err != nil {
 		return fmt.Errorf("redis at %s is not reachable (orders and approvals live there; refusing to start): %w", cfg.Redis.Addr, err)
@@ -64,13 +71,23 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
+	var ordersLn net.Listener
+	if cfg.Listen.Orders != "" {
+		if err := gw.attachOrders(cfg, rdb); err != nil {
+			return err
+		}
+		if ordersLn, err = net.Listen("tcp", cfg.Listen.Orders); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen.Orders, err)
+		}
+		fmt.Fprintf(stdout, "order API on %s\n", ordersLn.Addr())
+	}
 	ln, err := net.Listen("tcp", cfg.Listen.Admin)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen.Admin, err)
 	}
-	log.Info("sealgate serving", "admin", ln.Addr().String(), "store", cfg.Store.Kind, "slots", len(cfg.Slots), "quorum", cfg.Quorum)
+	log.Info("sealgate serving", "admin", ln.Addr().String(), "orders", cfg.Listen.Orders, "store", cfg.Store.Kind, "slots", len(cfg.Slots), "quorum", cfg.Quorum)
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
-	return gw.serve(ctx, ln)
+	return gw.serve(ctx, ln, ordersLn)
 }
 
 // gatewayRuntime is a wired gateway: keys, sealer, store, HTTP server.
@@ -81,6 +98,12 @@ type gatewayRuntime struct {
 	server  *gateway.Server
 	metrics *gateway.Metrics
 	log     *slog.Logger
+	// desk and orders are set when the order API is enabled (listen.orders).
+	desk            *release.Desk
+	orders          http.Handler
+	checkpoint      *audit.MattermostPublisher
+	checkpointEvery time.Duration
+	auditLog        *audit.Log
 }
 
 func openGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*gatewayRuntime, error) {
@@ -137,31 +160,53 @@ func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	}
 }
 
-// serve runs the admin listener and the day-key sweeper until ctx ends.
-func (rt *gatewayRuntime) serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           rt.server.Handler(rt.metrics),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
+// serve runs the admin listener, the order API listener (if ordersLn is
+// not nil) and the sweepers until ctx ends.
+func (rt *gatewayRuntime) serve(ctx context.Context, ln, ordersLn net.Listener) error {
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       2 * time.Minute,
+			WriteTimeout:      2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
+		}
+	}
+	servers := []*http.Server{newServer(rt.server.Handler(rt.metrics))}
+	listeners := []net.Listener{ln}
+	if ordersLn != nil {
+		servers = append(servers, newServer(rt.orders))
+		listeners = append(listeners, ordersLn)
+		go rt.sweepOrders(ctx)
+		if rt.checkpoint != nil {
+			go audit.PublishLoop(ctx, rt.auditLog, rt.checkpoint, rt.checkpointEvery, func(err error) {
+				rt.log.Warn("audit checkpoint not published", "err", err)
+			})
+		}
 	}
 	go rt.sweep(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { errc <- srv.Serve(listeners[i]) }()
+	}
+	var err error
 	select {
-	case err := <-errc:
-		return err
+	case err = <-errc:
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := srv.Shutdown(sctx)
-	rt.log.Info("sealgate stopped")
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for _, srv := range servers {
+		if serr := srv.Shutdown(sctx); serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+			err = serr
+		}
 	}
-	return nil
+	rt.desk.WipeAll()
+	rt.log.Info("sealgate stopped")
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 // sweep wipes day keys of past days: the forward-secrecy half of the key model.

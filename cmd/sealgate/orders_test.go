@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealgate/sealgate/config"
+	"github.com/sealgate/sealgate/internal/freeport"
+	"github.com/sealgate/sealgate/internal/testredis"
+)
+
+const (
+	alice = "g6e8xk8t6t86tjy8nrqyeqmm5c" // subject
+	bob   = "jwmtcrk65byjmjan5bgpkh18iw"
+	carol = "98nqi1qftjd9trxzg7t6prraao" // requester
+)
+
+func holderID(i int) string      { return fmt.Sprintf("holder%dholder%dholder%dholdr", i, i, i) }
+func tokenOf(user string) string { return "t" + user[1:] }
+
+// fakeMattermost answers /api/v4/users/me for the people above, in the
+// recorded 9.11 shape.
+func fakeMattermost(t *testing.T) string {
+	raw, err := os.ReadFile("../../../shared/fixtures/mattermost-9.11/http/users-me.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fx struct {
+		Response struct{ Body map[string]any } `json:"response"`
+	}
+	if err := json.Unmarshal(raw, &fx); err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]string{}
+	for _, u := range []string{alice, bob, carol, holderID(0), holderID(1), holderID(2), holderID(3), holderID(4)} {
+		users["Bearer "+tokenOf(u)] = u
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, ok := users[r.Header.Get("Authorization")]
+		if !ok || r.URL.Path != "/api/v4/users/me" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		body := map[string]any{}
+		for k, v := range fx.Response.Body {
+			body[k] = v
+		}
+		body["id"] = u
+		json.NewEncoder(w).Encode(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func addr(t *testing.T) string {
+	p, err := freeport.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", p)
+}
+
+// sealgate runs one command line as the binary would, as the given user.
+func sealgate(t *testing.T, user string, args ...string) (string, error) {
+	t.Helper()
+	t.Setenv("SEALGATE_TOKEN", tokenOf(user))
+	var out, errb bytes.Buffer
+	if code := run(args, &out, &errb); code != 0 {
+		return out.String(), fmt.Errorf("exit %d: %s", code, errb.String())
+	}
+	return out.String(), nil
+}
+
+// TestOrderCommands drives a served gateway with the CLI only: init,
+// keygen, serve, ingest, order file, three approvals, unseal, revoke.
+func TestOrderCommands(t *testing.T) {
+	t.Setenv("SEALGATE_PASSPHRASE", "correct-horse-battery")
+	dir := t.TempDir()
+	dep := filepath.Join(dir, "dep")
+	if _, err := sealgate(t, carol, "init", "--dir", dep, "--approvers", "5", "--quorum", "3"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sealgate(t, carol, "keygen", "--out", filepath.Join(dep, "requester.key"), "--kem", "x25519"); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dep, "sealgate.yaml")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := testredis.Start(t)
+	cfg.Redis.Addr = rs.Addr()
+	cfg.Listen.Admin, cfg.Listen.Orders = addr(t), addr(t)
+	cfg.Mattermost.URL = fakeMattermost(t)
+	cfg.Orders.Requesters = []config.Requester{{UserID: carol, PublicKey: "requester.key.pub"}}
+	cfg.Orders.VetoRoles = []string{"works-council"}
+	for i := range cfg.Slots {
+		cfg.Slots[i].Holders = []string{holderID(i)}
+	}
+	if err := cfg.Write(cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = config.Load(cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var serveOut, serveLog bytes.Buffer
+	go func() { done <- serveConfig(ctx, cfg, &serveOut, &serveLog) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	waitFor(t, "http://"+cfg.Listen.Admin+"/healthz")
+
+	// Ten days of alice and bob through /v1/ingest.
+	base := time.Now().UTC().AddDate(0, 0, -12).Truncate(24 * time.Hour)
+	var evs []map[string]any
+	for d := 0; d < 10; d++ {
+		for i, u := range []string{alice, bob} {
+			ms := base.AddDate(0, 0, d).Add(9 * time.Hour).UnixMilli()
+			evs = append(evs, map[string]any{"kind": "posted", "post": map[string]any{
+				"id": fmt.Sprintf("q%d%d%024d", d, i, 7), "user_id": u, "channel_id": "8s6ug79ctbfp8bm4q1fdjfjxho",
+				"create_at": ms, "update_at": ms, "message": fmt.Sprintf("day %d from %s", d, u[:5]),
+			}})
+		}
+	}
+	body, _ := json.Marshal(map[string]any{"events": evs})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+cfg.Listen.Admin+"/v1/ingest", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+cfg.IngestToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("ingest: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	form := map[string]any{
+		"subject": alice, "requester": carol, "legal_basis": "GDPR art. 6(1)(f)", "legitimate_interest_ref": "LIA-9",
+		"purpose": "data leak investigation",
+		"suspicion": map[string]any{"facts": "list leaked", "first_noticed": time.Now().AddDate(0, 0, -2).Format("2006-01-02"),
+			"evidence_refs": []string{"EV-1"}, "policy_clause": "4.2"},
+		"prior_warning":  map[string]any{"ref": "W-1"},
+		"less_intrusive": map[string]any{"tried": "logs", "why_insufficient": "no content"},
+		"why_content":    "content needed",
+		"window":         map[string]any{"from": base.AddDate(0, 0, 2).Format("2006-01-02"), "to": base.AddDate(0, 0, 5).Format("2006-01-02")},
+		"expires_at":     time.Now().Add(72 * time.Hour).UTC().Format(time.RFC3339),
+		"dpia_ref":       "DPIA-1", "works_council_ref": "OR-1", "ict_policy_ref": "ICT-1",
+		"notice": map[string]any{"mode": "immediate"},
+	}
+	formPath := filepath.Join(dir, "order.json")
+	raw, _ := json.Marshal(form)
+	os.WriteFile(formPath, raw, 0o600)
+
+	out, err := sealgate(t, carol, "order", "file", "--config", cfgPath, "--key", filepath.Join(dep, "requester.key"), "--form", formPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := regexp.MustCompile(`ord_[a-z2-7]{26}`).FindString(out)
+	if id == "" {
+		t.Fatalf("no order id in %q", out)
+	}
+	// The requester may not approve, even holding a slot key file.
+	if _, err := sealgate(t, carol, "approve", id, "--config", cfgPath, "--key", filepath.Join(dep, "slots", "legal.key"), "--yes"); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("requester approving: %v", err)
+	}
+	// Without --yes and without a terminal, nothing is approved.
+	if _, err := sealgate(t, holderID(0), "approve", id, "--config", cfgPath, "--key", filepath.Join(dep, "slots", "legal.key")); err == nil || !strings.Contains(err.Error(), "--yes") {
+		t.Fatalf("approve without confirmation: %v", err)
+	}
+	for i, role := range []string{"legal", "hr", "security"} {
+		slot := []int{0, 1, 3}[i]
+		out, err := sealgate(t, holderID(slot), "approve", id, "--config", cfgPath, "--key", filepath.Join(dep, "slots", role+".key"), "--yes")
+		if err != nil {
+			t.Fatalf("approval by %s: %v", role, err)
+		}
+		if !strings.Contains(out, "4 shares") || !strings.Contains(out, "why_content") {
+			t.Fatalf("approval output does not show the order and 4 shares: %s", out)
+		}
+		if activated := strings.Contains(out, "quorum reached"); activated != (i == 2) {
+			t.Fatalf("approval %d: %s", i+1, out)
+		}
+	}
+	exp := filepath.Join(dir, "export.json")
+	if _, err := sealgate(t, carol, "unseal", id, "--config", cfgPath, "--format", "json", "--out", exp); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = os.ReadFile(exp)
+	if n := strings.Count(string(raw), "from "+alice[:5]); n != 4 || strings.Contains(string(raw), "from "+bob[:5]) {
+		t.Fatalf("export holds %d of alice's 4 messages, or bob's:\n%s", n, raw)
+	}
+	if _, err := sealgate(t, holderID(0), "unseal", id, "--config", cfgPath, "--format", "json", "--out", filepath.Join(dir, "x.json")); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("approver unsealing: %v", err)
+	}
+	if _, err := sealgate(t, carol, "order", "revoke", id, "--config", cfgPath, "--reason", "done"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sealgate(t, carol, "unseal", id, "--config", cfgPath, "--format", "html", "--out", filepath.Join(dir, "y.html")); err == nil || !strings.Contains(err.Error(), "410") {
+		t.Fatalf("unseal after revocation: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "y.html")); !os.IsNotExist(err) {
+		t.Fatal("a refused export left a file behind")
+	}
+	out, err = sealgate(t, carol, "order", "show", id, "--config", cfgPath)
+	if err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("show after revocation: %q %v", out, err)
+	}
+	if strings.Contains(serveLog.String(), "day 3 from") {
+		t.Fatal("serve logged message content")
+	}
+}
+
+func waitFor(t *testing.T, url string) {
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered", url)
+}
