@@ -117,7 +117,8 @@ func cmdDemo(args []string, stdout io.Writer) error {
 	// Synthetic traffic: 4 employees, 6 channels, 3 days.
 	corpus := synth.New(uint64(time.Now().UnixNano()), 4, 6)
 	days := 3
-	day0 := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -days+1)
+	// The days before today: an order's window must lie in the past.
+	day0 := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
 	events := corpus.Events(*posts, day0, days)
 	batches := synth.Batches(events, 100)
 	say("ingesting %d events (posts, edits, deletes) of %d employees over %d days in %d batches via POST /v1/ingest ...", len(events), len(corpus.Employees), days, len(batches))
@@ -178,7 +179,10 @@ func cmdDemo(args []string, stdout io.Writer) error {
 	if len(hits) > 0 {
 		return fmt.Errorf("privacy scan found %d hits", len(hits))
 	}
-	say("done in %s. Investigation orders, approvals and notices build on this.", time.Since(start).Round(time.Millisecond))
+	if err := demoOrder(ctx, say, log, dir, dbPath, st, rdb, keys, ids, roles, quorum, alice, day0, day0.AddDate(0, 0, 1), canaries); err != nil {
+		return err
+	}
+	say("done in %s.", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
