@@ -42,10 +42,11 @@ var roles = []string{"legal", "hr", "works-council", "security", "dpo-office"}
 func holder(i int) string { return fmt.Sprintf(holderFmt, i, i, i) }
 
 type fixture struct {
-	t         *testing.T
+	t         testing.TB
 	ctx       context.Context
 	redis     *testredis.Server
 	store     *boltstore.Store
+	dir       string // the store's directory
 	keys      *crypto.GatewayKeys
 	slots     []*crypto.HPKEIdentity
 	requester *crypto.HPKEIdentity
@@ -62,14 +63,15 @@ type sent struct {
 	at                              time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{t: t, ctx: context.Background()}
 	f.clock.Store(time.Now().UnixNano())
 	y, m, d := time.Now().UTC().AddDate(0, 0, -40).Date()
 	f.base = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 	f.redis = testredis.Start(t)
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "sealgate.db"))
+	f.dir = t.TempDir()
+	st, err := boltstore.Open(filepath.Join(f.dir, "sealgate.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/export"
+	"github.com/sealgate/sealgate/internal/privacyscan"
 	"github.com/sealgate/sealgate/release"
 )
 
@@ -127,6 +128,20 @@ func TestOrderOnOneEmployee(t *testing.T) {
 	rep, err := audit.Verify(f.ctx, f.store, nil)
 	if err != nil || !rep.OK() {
 		t.Fatalf("audit verify: %v %v", err, rep.String())
+	}
+
+	// After the whole order, nothing written names a person or holds
+	// content: the store (records, key records, audit log) and Redis (which
+	// holds the order document, so it may name the subject, but never
+	// content).
+	content := []string{"the numbers for", "lunch?", "works council matter", "edited text", "just before", "participant-"}
+	hits, scanned, err := privacyscan.Dir(f.dir, append([]string{alice, bob, carol}, content...))
+	if err != nil || scanned == 0 {
+		t.Fatalf("scan: %v (%d bytes)", err, scanned)
+	}
+	hits = append(hits, privacyscan.Bytes("redis", f.redis.Dump(t), content)...)
+	for _, h := range hits {
+		t.Errorf("found in clear: %s", h)
 	}
 }
 
@@ -366,4 +381,35 @@ func TestRedisLosesEverything(t *testing.T) {
 	if _, _, err := f.readAll(o2.ID, 50); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestVeto: a rejection by an ordinary role is recorded and the order stays
+// pending; the veto role (works council) rejects it alone, and nothing can
+// be approved or read afterwards.
+func TestVeto(t *testing.T) {
+	f := newFixture(t)
+	f.ingestMonth()
+	o := f.draft(alice, 10, 20)
+	f.file(o)
+	if _, err := f.approve(o.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.desk.Reject(f.ctx, holder(1), o.ID, 1, "")
+	f.refused(err, release.ErrInvalid, "no_reason")
+	rejected, err := f.desk.Reject(f.ctx, holder(1), o.ID, 1, "not proportionate")
+	if err != nil || rejected {
+		t.Fatalf("hr's rejection: rejected=%v, %v; want recorded only", rejected, err)
+	}
+	_, err = f.desk.Reject(f.ctx, holder(0), o.ID, 2, "not my slot")
+	f.refused(err, release.ErrForbidden, "not_slot_holder")
+	rejected, err = f.desk.Reject(f.ctx, holder(2), o.ID, 2, "the works council objects")
+	if err != nil || !rejected {
+		t.Fatalf("works council's veto: rejected=%v, %v", rejected, err)
+	}
+	_, err = f.approve(o.ID, 3)
+	f.refused(err, release.ErrGone, "not_pending")
+	_, err = f.desk.Messages(f.ctx, carol, o.ID, "", 10)
+	f.refused(err, release.ErrGone, "not_active")
+	// The subject is free again: a new order may be filed.
+	f.file(f.draft(alice, 11, 12))
 }
