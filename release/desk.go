@@ -256,7 +256,7 @@ func (d *Desk) Escrow(ctx context.Context, actor, id string, slot int) (esc *Esc
 		return nil, refuse(ErrForbidden, "subject_approval", order.ErrSubjectApproval.Error())
 	case actor == f.Order.Requester:
 		return nil, refuse(ErrForbidden, "self_approval", order.ErrSelfApproval.Error())
-	case st.State != redisstore.Pending:
+	case st.State != order.StatePending:
 		return nil, refuse(ErrGone, "not_pending", fmt.Sprintf("the order is %s, not pending", st.State))
 	}
 	if err := d.audit(ctx, a, audit.ActionEscrowRead, id, fmt.Sprintf("slot=%d", slot), ""); err != nil {
@@ -315,7 +315,7 @@ func (d *Desk) Approve(ctx context.Context, actor, id string, slot int, blob []b
 		return res, refuse(ErrForbidden, "subject_approval", order.ErrSubjectApproval.Error())
 	case actor == o.Requester:
 		return res, refuse(ErrForbidden, "self_approval", order.ErrSelfApproval.Error())
-	case st.State != redisstore.Pending:
+	case st.State != order.StatePending:
 		return res, refuse(ErrGone, "not_pending", fmt.Sprintf("the order is %s, not pending", st.State))
 	}
 	if err := o.Validate(d.cfg.Rules, d.cfg.Now(), nil); err != nil {
@@ -524,7 +524,7 @@ func (d *Desk) checkLive(ctx context.Context, id string) error {
 	if err != nil && !errors.Is(err, redisstore.ErrNotFound) {
 		return err // Redis unreachable: neither wipe nor serve
 	}
-	live := err == nil && (st.State == redisstore.Pending || st.State == redisstore.Active) && d.cfg.Now().Before(st.ExpiresAt)
+	live := err == nil && (st.State == order.StatePending || st.State == order.StateActive) && d.cfg.Now().Before(st.ExpiresAt)
 	if live {
 		return nil
 	}
@@ -533,7 +533,7 @@ func (d *Desk) checkLive(ctx context.Context, id string) error {
 		if err == nil {
 			detail = string(st.State)
 		}
-		if err == nil && st.State == redisstore.Expired {
+		if err == nil && st.State == order.StateExpired {
 			if aerr := d.audit(ctx, d.actor("", roleSystem), audit.ActionExpired, id, "", "keys_wiped"); aerr != nil {
 				d.cfg.Log.Error("audit expiry", "order", id, "err", aerr)
 			}

@@ -26,17 +26,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// State is an order's lifecycle state.
-type State string
-
-const (
-	Pending  State = "pending"
-	Active   State = "active"
-	Rejected State = "rejected"
-	Expired  State = "expired"
-	Revoked  State = "revoked"
+	"github.com/sealgate/sealgate/order"
 )
 
 // Errors callers branch on. Each comes back wrapped with the order id.
@@ -45,12 +36,12 @@ var (
 	ErrNotPending        = errors.New("order is not pending")
 	ErrNotActive         = errors.New("order is not active")
 	ErrExpired           = errors.New("order has expired")
-	ErrSelfApproval      = errors.New("the requester may not approve their own order")
-	ErrSubjectApproval   = errors.New("the subject may not approve an order about themselves")
-	ErrDuplicateSlot     = errors.New("this slot has already approved the order")
-	ErrDuplicateRole     = errors.New("this role has already approved the order; a quorum needs distinct roles")
-	ErrDuplicateApprover = errors.New("this person has already approved the order")
-	ErrSubjectBusy       = errors.New("the subject already has an open order; a new one must cite new facts")
+	ErrSelfApproval      = order.ErrSelfApproval
+	ErrSubjectApproval   = order.ErrSubjectApproval
+	ErrDuplicateSlot     = order.ErrDuplicateSlot
+	ErrDuplicateRole     = order.ErrDuplicateRole
+	ErrDuplicateApprover = order.ErrDuplicateApprover
+	ErrSubjectBusy       = order.ErrSubjectBusy
 	ErrExists            = errors.New("an order with this id exists")
 )
 
@@ -114,7 +105,7 @@ type Result struct {
 // Status is an order as stored.
 type Status struct {
 	ID          string
-	State       State
+	State       order.State
 	Body        []byte
 	Quorum      int
 	ExpiresAt   time.Time
@@ -231,7 +222,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Status, error) {
 	if len(h) == 0 {
 		return nil, fmt.Errorf("order %s: %w", id, ErrNotFound)
 	}
-	st := &Status{ID: id, State: State(h["state"]), Body: []byte(h["body"]), Reason: h["reason"]}
+	st := &Status{ID: id, State: order.State(h["state"]), Body: []byte(h["body"]), Reason: h["reason"]}
 	st.Quorum, _ = strconv.Atoi(h["quorum"])
 	if v, err := strconv.ParseInt(h["expires_at"], 10, 64); err == nil {
 		st.ExpiresAt = time.UnixMilli(v).UTC()

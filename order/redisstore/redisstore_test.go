@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/internal/testredis"
+	"github.com/sealgate/sealgate/order"
 )
 
 type fixture struct {
@@ -51,7 +52,7 @@ func TestQuorumActivates(t *testing.T) {
 		}
 	}
 	st, _ := f.st.Get(ctx, "ord_a")
-	if st.State != Pending || len(st.Approvals) != 2 {
+	if st.State != order.StatePending || len(st.Approvals) != 2 {
 		t.Fatalf("before quorum: %+v", st)
 	}
 	r, err := f.st.Approve(ctx, "ord_a", ap(3, "security", "sam"))
@@ -59,7 +60,7 @@ func TestQuorumActivates(t *testing.T) {
 		t.Fatalf("quorum approval: %+v %v", r, err)
 	}
 	st, _ = f.st.Get(ctx, "ord_a")
-	if st.State != Active || !st.ActivatedAt.Equal(f.now) || len(st.Approvals) != 3 || string(st.Body) != "signed order ord_a" {
+	if st.State != order.StateActive || !st.ActivatedAt.Equal(f.now) || len(st.Approvals) != 3 || string(st.Body) != "signed order ord_a" {
 		t.Fatalf("after quorum: %+v", st)
 	}
 	if _, err := f.st.Approve(ctx, "ord_a", ap(4, "dpo-office", "dirk")); !errors.Is(err, ErrNotPending) {
@@ -96,7 +97,7 @@ func TestRefusedApprovals(t *testing.T) {
 		}
 	}
 	st, _ := f.st.Get(ctx, "ord_b")
-	if st.State != Pending || len(st.Approvals) != 1 {
+	if st.State != order.StatePending || len(st.Approvals) != 1 {
 		t.Fatalf("refusals changed the order: %+v", st)
 	}
 	if _, err := f.st.Approve(ctx, "ord_nope", ap(1, "hr", "henk")); !errors.Is(err, ErrNotFound) {
@@ -135,7 +136,7 @@ func TestConcurrentApprovalsActivateOnce(t *testing.T) {
 	close(start)
 	wg.Wait()
 	st, _ := f.st.Get(ctx, "ord_race")
-	if activations != 1 || accepted != 3 || len(st.Approvals) != 3 || st.State != Active {
+	if activations != 1 || accepted != 3 || len(st.Approvals) != 3 || st.State != order.StateActive {
 		t.Fatalf("activations %d, accepted %d, stored %d, state %s", activations, accepted, len(st.Approvals), st.State)
 	}
 }
@@ -150,7 +151,7 @@ func TestExpiry(t *testing.T) {
 		t.Fatalf("approval after expiry: %v", err)
 	}
 	st, err := f.st.Get(ctx, "ord_e")
-	if err != nil || st.State != Expired || len(st.Approvals) != 0 {
+	if err != nil || st.State != order.StateExpired || len(st.Approvals) != 0 {
 		t.Fatalf("expired order: %+v %v", st, err)
 	}
 	// An active order expires too, and its approvals go with it.
@@ -158,7 +159,7 @@ func TestExpiry(t *testing.T) {
 	f.st.Approve(ctx, "ord_e2", ap(0, "legal", "lena"))
 	f.st.Approve(ctx, "ord_e2", ap(1, "hr", "henk"))
 	f.now = f.now.Add(8 * 24 * time.Hour)
-	if st, _ := f.st.Get(ctx, "ord_e2"); st.State != Expired || len(st.Approvals) != 0 {
+	if st, _ := f.st.Get(ctx, "ord_e2"); st.State != order.StateExpired || len(st.Approvals) != 0 {
 		t.Fatalf("expired active order: %+v", st)
 	}
 	if err := f.st.File(ctx, Filing{ID: "ord_late", SubjectKey: "s", Subject: "s", Requester: "r", Quorum: 2, ExpiresAt: f.now, Body: []byte("x")}); !errors.Is(err, ErrExpired) {
@@ -183,7 +184,7 @@ func TestFlushAllCancelsPendingOrders(t *testing.T) {
 	}
 	// Filing it again starts from zero approvals.
 	f.file(t, "ord_f", "alice", 3)
-	if st, _ := f.st.Get(ctx, "ord_f"); st.State != Pending || len(st.Approvals) != 0 {
+	if st, _ := f.st.Get(ctx, "ord_f"); st.State != order.StatePending || len(st.Approvals) != 0 {
 		t.Fatalf("refiled: %+v", st)
 	}
 }
@@ -219,7 +220,7 @@ func TestRejectAndRevoke(t *testing.T) {
 	if err != nil || rejected {
 		t.Fatalf("hr rejection: %v %v", rejected, err)
 	}
-	if st, _ := f.st.Get(ctx, "ord_r"); st.State != Pending {
+	if st, _ := f.st.Get(ctx, "ord_r"); st.State != order.StatePending {
 		t.Fatalf("a non-veto rejection closed the order: %s", st.State)
 	}
 	rejected, err = f.st.Reject(ctx, "ord_r", "works-council", "wendy", "no works-council agreement covers this")
@@ -227,7 +228,7 @@ func TestRejectAndRevoke(t *testing.T) {
 		t.Fatalf("veto: %v %v", rejected, err)
 	}
 	st, _ := f.st.Get(ctx, "ord_r")
-	if st.State != Rejected || len(st.Approvals) != 0 || st.Reason != "no works-council agreement covers this" {
+	if st.State != order.StateRejected || len(st.Approvals) != 0 || st.Reason != "no works-council agreement covers this" {
 		t.Fatalf("vetoed: %+v", st)
 	}
 	if _, err := f.st.Approve(ctx, "ord_r", ap(2, "security", "sam")); !errors.Is(err, ErrNotPending) {
@@ -240,7 +241,7 @@ func TestRejectAndRevoke(t *testing.T) {
 	if err := f.st.Revoke(ctx, "ord_v", "investigation closed"); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := f.st.Get(ctx, "ord_v"); st.State != Revoked || len(st.Approvals) != 0 {
+	if st, _ := f.st.Get(ctx, "ord_v"); st.State != order.StateRevoked || len(st.Approvals) != 0 {
 		t.Fatalf("revoked: %+v", st)
 	}
 	if n := f.srv.Client().Exists(ctx, approvalsKey("ord_v")).Val(); n != 0 {
