@@ -1,7 +1,12 @@
 package crypto
 
 import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ed25519"
+	"crypto/hpke"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -74,4 +79,72 @@ func (k *GatewayKeys) Pseudonym(context, id string) string {
 		panic("crypto: pseudonym PRF: " + err.Error()) // HMAC-SHA256 with 12-byte output cannot fail
 	}
 	return hex.EncodeToString(out)
+}
+
+// Order keys live as long as their order. So that a gateway restart does
+// not void pending and active orders, the gateway keeps each order key in
+// Redis wrapped under a key derived from its own tag PRF:
+//
+//	wrap key = PRF_tag("sealgate/order-key-wrap/v1"), 32 bytes
+//	wrapped  = nonce (12) | AES-256-GCM(wrap key, nonce, private key bytes, AAD = "sealgate/order-key/v1" | order hash)
+//
+// Redis alone cannot unwrap it, and a wrapped key moved to another order
+// does not open. Redis forgets it with the order.
+
+func (k *GatewayKeys) orderWrapAEAD() (cipher.AEAD, error) {
+	key, err := k.tag.ComputePrimaryPRF([]byte("sealgate/order-key-wrap/v1"), 32)
+	if err != nil {
+		return nil, fmt.Errorf("order key wrap: %w", err)
+	}
+	defer wipe(key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("order key wrap: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+// WrapOrderKey wraps an order key for storage with its order.
+func (k *GatewayKeys) WrapOrderKey(ok *OrderKey, orderHash [32]byte) ([]byte, error) {
+	aead, err := k.orderWrapAEAD()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := ok.sk.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("order key wrap: %w", err)
+	}
+	defer wipe(raw)
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("order key wrap: %w", err)
+	}
+	return aead.Seal(nonce, nonce, raw, append([]byte("sealgate/order-key/v1"), orderHash[:]...)), nil
+}
+
+// UnwrapOrderKey opens a wrapped order key and checks that it is the key
+// whose public half the order published.
+func (k *GatewayKeys) UnwrapOrderKey(wrapped []byte, orderHash [32]byte, public []byte) (*OrderKey, error) {
+	aead, err := k.orderWrapAEAD()
+	if err != nil {
+		return nil, err
+	}
+	if len(wrapped) < aead.NonceSize()+aead.Overhead() {
+		return nil, fmt.Errorf("order key unwrap: %w", ErrMalformed)
+	}
+	n := aead.NonceSize()
+	raw, err := aead.Open(nil, wrapped[:n], wrapped[n:], append([]byte("sealgate/order-key/v1"), orderHash[:]...))
+	if err != nil {
+		return nil, fmt.Errorf("order key unwrap: %w", ErrAuth)
+	}
+	defer wipe(raw)
+	sk, err := hpke.MLKEM768X25519().NewPrivateKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("order key unwrap: %w", ErrMalformed)
+	}
+	ok := &OrderKey{sk: sk}
+	if !bytes.Equal(ok.Public(), public) {
+		return nil, fmt.Errorf("order key unwrap: not the order's published key: %w", ErrAuth)
+	}
+	return ok, nil
 }

@@ -100,6 +100,10 @@ type Filed struct {
 	RequesterSignature []byte       `json:"requester_signature"`
 	OrderKey           []byte       `json:"order_key"`
 	OrderKeySignature  []byte       `json:"order_key_signature"`
+	// WrappedKey is the order key's private half wrapped under the gateway's
+	// key (crypto.GatewayKeys.WrapOrderKey), kept in Redis so that a gateway
+	// restart does not void the order. It is never sent to a client.
+	WrappedKey []byte `json:"wrapped_order_key,omitempty"`
 }
 
 // Target is what approvals of this order bind (crypto.ApprovalTarget).
@@ -170,7 +174,11 @@ func (d *Desk) File(ctx context.Context, actor string, o *order.Order, sig []byt
 	if err != nil {
 		return nil, err
 	}
-	f := &Filed{Order: o, RequesterSignature: sig, OrderKey: ok2.Public(), OrderKeySignature: gsig}
+	wrapped, err := d.cfg.Keys.WrapOrderKey(ok2, hash)
+	if err != nil {
+		return nil, err
+	}
+	f := &Filed{Order: o, RequesterSignature: sig, OrderKey: ok2.Public(), OrderKeySignature: gsig, WrappedKey: wrapped}
 	body, err := json.Marshal(f)
 	if err != nil {
 		return nil, fmt.Errorf("file order %s: %w", o.ID, err)
@@ -195,6 +203,7 @@ func (d *Desk) File(ctx context.Context, actor string, o *order.Order, sig []byt
 	d.mu.Lock()
 	d.pending[o.ID] = ok2
 	d.mu.Unlock()
+	f.WrappedKey = nil
 	return f, nil
 }
 
@@ -214,6 +223,7 @@ func (d *Desk) Get(ctx context.Context, actor, id string) (doc *Document, err er
 	if err := d.audit(ctx, a, audit.ActionOrderRead, id, "", string(st.State)); err != nil {
 		return nil, err
 	}
+	f.WrappedKey = nil
 	doc = &Document{Filed: *f, State: string(st.State), Quorum: st.Quorum, ExpiresAt: st.ExpiresAt, ActivatedAt: st.ActivatedAt}
 	for _, ap := range st.Approvals {
 		doc.Approvals = append(doc.Approvals, ApprovalInfo{Slot: ap.Slot, Role: ap.Role})
@@ -321,7 +331,7 @@ func (d *Desk) Approve(ctx context.Context, actor, id string, slot int, blob []b
 	if err := o.Validate(d.cfg.Rules, d.cfg.Now(), nil); err != nil {
 		return res, &Refusal{Kind: ErrGone, Code: "no_longer_valid", Err: err}
 	}
-	ok, err := d.orderKey(id)
+	ok, err := d.orderKey(id, f)
 	if err != nil {
 		return res, err
 	}
@@ -337,7 +347,7 @@ func (d *Desk) Approve(ctx context.Context, actor, id string, slot int, blob []b
 		return res, err
 	}
 	if r.Activated {
-		days, krs, err := d.activate(ctx, id, f)
+		days, krs, err := d.activate(ctx, id, f, "")
 		if err != nil {
 			return res, err
 		}
@@ -366,12 +376,14 @@ func (d *Desk) openApproval(f *Filed, ok *crypto.OrderKey, slot int, blob []byte
 	return shares, nil
 }
 
-// activate recovers the subject's day keys from the stored approvals. It
-// runs once per order: the Redis script lets exactly one approval activate.
-func (d *Desk) activate(ctx context.Context, id string, f *Filed) (days, krs int, err error) {
+// activate recovers the subject's day keys from the stored approvals. The
+// Redis script lets exactly one approval activate an order; a gateway that
+// restarts while the order is active activates it again on the first read
+// (detail says so in the audit log).
+func (d *Desk) activate(ctx context.Context, id string, f *Filed, detail string) (days, krs int, err error) {
 	sys := d.actor("", roleSystem)
 	defer func() { d.refused(ctx, sys, id, "activate", err) }()
-	ok, err := d.orderKey(id)
+	ok, err := d.orderKey(id, f)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -433,12 +445,18 @@ func (d *Desk) activate(ctx context.Context, id string, f *Filed) (days, krs int
 			days++
 		}
 	}
-	if err := d.audit(ctx, sys, audit.ActionActivated, id, "", fmt.Sprintf("days=%d key_records=%d", days, krs)); err != nil {
+	if err := d.audit(ctx, sys, audit.ActionActivated, id, detail, fmt.Sprintf("days=%d key_records=%d", days, krs)); err != nil {
 		rel.wipe()
 		return 0, 0, err
 	}
 	d.mu.Lock()
 	delete(d.pending, id)
+	if d.released[id] != nil {
+		// Two reads restored it at once; keep the first.
+		d.mu.Unlock()
+		rel.wipe()
+		return days, krs, nil
+	}
 	d.released[id] = rel
 	d.mu.Unlock()
 	d.cfg.Log.Info("order activated", "order", id, "days", days, "key_records", krs)
@@ -562,13 +580,22 @@ func (d *Desk) forget(id string) bool {
 	return p || r
 }
 
-func (d *Desk) orderKey(id string) (*crypto.OrderKey, error) {
+// orderKey returns the order's key: from memory, or unwrapped from the
+// stored order after a restart.
+func (d *Desk) orderKey(id string, f *Filed) (*crypto.OrderKey, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	ok := d.pending[id]
-	if ok == nil {
-		return nil, refuse(ErrGone, "order_key_lost", "this gateway holds no key for the order (it was restarted since filing, or the order is no longer pending); file the order again")
+	d.mu.Unlock()
+	if ok != nil {
+		return ok, nil
 	}
+	ok, err := d.cfg.Keys.UnwrapOrderKey(f.WrappedKey, f.Order.Hash(), f.OrderKey)
+	if err != nil {
+		return nil, &Refusal{Kind: ErrGone, Code: "order_key_lost", Err: fmt.Errorf("the order's key does not open on this gateway (other gateway keys?); file the order again: %w", err)}
+	}
+	d.mu.Lock()
+	d.pending[id] = ok
+	d.mu.Unlock()
 	return ok, nil
 }
 

@@ -51,6 +51,7 @@ type fixture struct {
 	slots     []*crypto.HPKEIdentity
 	requester *crypto.HPKEIdentity
 	desk      *release.Desk
+	cfg       release.Config
 	clock     atomic.Int64 // unix nanoseconds
 	base      time.Time    // midnight UTC of day 0
 	// posts are what was ingested: every event of every employee.
@@ -103,7 +104,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.desk, err = release.New(release.Config{
+	f.cfg = release.Config{
 		Orders:     redisstore.New(f.redis.Client(), time.Hour, f.now),
 		Store:      st,
 		Keys:       f.keys,
@@ -116,11 +117,23 @@ func newFixture(t testing.TB) *fixture {
 		VetoRoles:  []string{"works-council"},
 		Rules:      rules,
 		Now:        f.now,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
+	f.restart()
 	return f
+}
+
+// restart replaces the desk with a fresh one on the same configuration, as
+// a gateway restart does: everything it held in memory is gone.
+func (f *fixture) restart() {
+	f.t.Helper()
+	if f.desk != nil {
+		f.desk.WipeAll()
+	}
+	d, err := release.New(f.cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.desk = d
 }
 
 func (f *fixture) now() time.Time          { return time.Unix(0, f.clock.Load()).UTC() }

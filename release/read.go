@@ -17,6 +17,7 @@ import (
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/export"
+	"github.com/sealgate/sealgate/order"
 	"github.com/sealgate/sealgate/store"
 )
 
@@ -113,7 +114,27 @@ func (d *Desk) readable(ctx context.Context, user, id string) (*released, actor,
 	rel := d.released[id]
 	d.mu.Unlock()
 	if rel == nil {
-		return nil, a, refuse(ErrGone, "not_active", "the order has not reached its quorum on this gateway; nothing is released")
+		// Active in Redis but not here: this gateway restarted since the
+		// activation. Only the requester's read may trigger it again.
+		st, f, err := d.load(ctx, id)
+		if err != nil {
+			return nil, a, err
+		}
+		if st.State != order.StateActive {
+			return nil, a, refuse(ErrGone, "not_active", "the order has not reached its quorum; nothing is released")
+		}
+		if user != f.Order.Requester {
+			return nil, a, refuse(ErrForbidden, "not_requester", "only the order's requester may read what it released")
+		}
+		if _, _, err := d.activate(ctx, id, f, "restart"); err != nil {
+			return nil, a, err
+		}
+		d.mu.Lock()
+		rel = d.released[id]
+		d.mu.Unlock()
+		if rel == nil {
+			return nil, a, refuse(ErrGone, "not_active", "the order ended while its keys were restored")
+		}
 	}
 	if user != rel.order.Requester {
 		return nil, a, refuse(ErrForbidden, "not_requester", "only the order's requester may read what it released")

@@ -5,6 +5,8 @@
 //	sealgate keygen --out FILE [--kem x25519]       one approver slot key (passphrase-protected) and FILE.pub
 //	sealgate serve --config FILE                    the gateway: ingest API, order API, health, metrics (needs Redis)
 //	sealgate order file|show|revoke, approve, reject, unseal   investigation orders, through the order API
+//	sealgate audit verify|checkpoint --config FILE  verify the audit log; print the head to publish
+//	sealgate report --config FILE --month YYYY-MM   monthly transparency report (counts only)
 //
 // Passphrases come from a prompt on the terminal, or from SEALGATE_PASSPHRASE
 // (for tests and automation).
@@ -27,6 +29,13 @@ usage:
   sealgate keygen --out FILE [--kem mlkem768x25519|x25519]
                                                     create one approver slot key; prints the public key
   sealgate serve --config FILE                      run the gateway (requires a reachable Redis)
+
+audit log (the file store cannot be read while serve runs on it):
+  sealgate audit verify --config FILE [--checkpoint LINE | --checkpoint-file FILE]
+                                                    check the hash chain (and a published checkpoint); print the head to publish
+  sealgate audit checkpoint --config FILE           print the verified head as one checkpoint line
+  sealgate report --config FILE --month YYYY-MM [--json]
+                                                    transparency report of one month (UTC): counts only
 
 investigation orders (the caller's Mattermost token in SEALGATE_TOKEN):
   sealgate order file --config FILE --key REQUESTER.key --form ORDER.json
@@ -72,6 +81,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdReject(args[1:], stdout)
 	case "unseal":
 		err = cmdUnseal(args[1:], stdout)
+	case "audit":
+		err = cmdAudit(args[1:], stdout)
+	case "report":
+		err = cmdReport(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
