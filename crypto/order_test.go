@@ -83,3 +83,40 @@ func TestPseudonym(t *testing.T) {
 		}
 	}
 }
+
+func TestWrapOrderKey(t *testing.T) {
+	gw, _ := NewGatewayKeys()
+	other, _ := NewGatewayKeys()
+	ok, _ := NewOrderKey()
+	ok2, _ := NewOrderKey()
+	h := sha256.Sum256([]byte("order"))
+	h2 := sha256.Sum256([]byte("another order"))
+	w, err := gw.WrapOrderKey(ok, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := gw.UnwrapOrderKey(w, h, ok.Public())
+	if err != nil || !bytes.Equal(got.Public(), ok.Public()) {
+		t.Fatalf("unwrap: %v", err)
+	}
+	flipped := bytes.Clone(w)
+	flipped[20] ^= 1
+	for name, c := range map[string]struct {
+		gw  *GatewayKeys
+		w   []byte
+		h   [32]byte
+		pub []byte
+	}{
+		"other order":      {gw, w, h2, ok.Public()},
+		"other public key": {gw, w, h, ok2.Public()},
+		"other gateway":    {other, w, h, ok.Public()},
+		"bit flip":         {gw, flipped, h, ok.Public()},
+		"truncated":        {gw, w[:len(w)-1], h, ok.Public()},
+		"only a nonce":     {gw, w[:12], h, ok.Public()},
+		"empty":            {gw, nil, h, ok.Public()},
+	} {
+		if _, err := c.gw.UnwrapOrderKey(c.w, c.h, c.pub); !errors.Is(err, ErrAuth) && !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: unwrapped: %v", name, err)
+		}
+	}
+}

@@ -9,7 +9,8 @@
 //     post-quantum HPKE order key, signs the order key's binding to the order
 //     with the gateway key, and files the order in Redis (one Lua script; at
 //     most one open order per subject unless it cites new facts). The order
-//     key's private half stays in the desk's memory only.
+//     key's private half stays in memory, and in Redis only wrapped under the
+//     gateway's key.
 //  2. Review and escrow. A slot holder reads the order and fetches the
 //     subject's key records for the window's days (still sealed: only their
 //     slot key opens their shares, on their own machine).
@@ -39,8 +40,10 @@
 // with a reason code), and an action whose audit entry cannot be written does
 // not happen.
 //
-// What a gateway restart costs: pending orders cannot be activated (their
-// order keys are gone) and active orders lose their released keys; both must
-// be filed again. That is the safe failure: nothing on disk or in Redis can
-// unseal anything without a fresh quorum.
+// A gateway restart costs nothing: the order key is kept in Redis wrapped
+// under the gateway's own key (useless to Redis alone), so a pending order
+// can still be approved, and an active order's day keys are recovered again
+// from its stored approvals on the requester's next read (audited as an
+// activation with object "restart"). Redis losing everything is the safe
+// failure: nothing can be unsealed without filing the order again.
 package release
