@@ -59,6 +59,9 @@ type released struct {
 	keys    map[string]map[crypto.KeyRecordID]*crypto.DayKey // day → key record → key
 	pseudo  *pseudonyms
 	expires time.Time
+	// from and to bound the window: [first day 00:00, day after the last).
+	// Records are shown by their authenticated time inside it.
+	from, to time.Time
 }
 
 func (r *released) wipe() {
@@ -407,10 +410,17 @@ func (d *Desk) activate(ctx context.Context, id string, f *Filed, detail string)
 	}
 	o := f.Order
 	rel := &released{order: o, keys: map[string]map[crypto.KeyRecordID]*crypto.DayKey{}, expires: o.ExpiresAt}
+	window := o.Days()
+	if len(window) == 0 {
+		return 0, 0, refuse(ErrInvalid, "bad_window", "the order's window is not valid")
+	}
+	rel.from, _ = crypto.ParseDay(window[0])
+	last, _ := crypto.ParseDay(window[len(window)-1])
+	rel.to = last.AddDate(0, 0, 1)
 	if rel.pseudo, err = newPseudonyms(); err != nil {
 		return 0, 0, err
 	}
-	for _, day := range o.Days() {
+	for _, day := range window {
 		tag := d.cfg.Keys.Tag(o.Subject, day)
 		rows, err := d.cfg.Store.KeyRecords(ctx, tag)
 		if err != nil {

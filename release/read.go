@@ -11,8 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"regexp"
+	"runtime"
+	"sync"
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
@@ -181,33 +184,83 @@ func (d *Desk) read(ctx context.Context, rel *released, cur position, limit int)
 			from = max(from, cur.hour)
 		}
 		tag := d.cfg.Keys.Tag(o.Subject, days[di])
+		var recs []store.Record
 		err = d.cfg.Store.Records(ctx, tag, from, t.Unix()/3600+23, func(r store.Record) error {
 			if resume && r.Hour == cur.hour && string(r.Ref[:]) <= string(cur.ref[:]) {
 				return nil
 			}
-			if len(out) == limit {
-				next = last.cursor()
-				return errPageFull
-			}
-			dk, ok := keys[r.KeyRecordID]
-			if !ok {
-				return nil // a key record the approvals did not cover stays sealed
-			}
-			ev, err := crypto.OpenRecord(dk, r.Ref, r.Blob)
-			if err != nil {
-				return fmt.Errorf("read order %s: %w", o.ID, err)
-			}
-			if m, ok := rel.view(ev); ok {
-				out = append(out, m)
-				last = position{day: uint16(di), hour: r.Hour, ref: r.Ref, started: true}
-			}
+			recs = append(recs, r)
 			return nil
 		})
-		if err != nil && !errors.Is(err, errPageFull) {
+		if err != nil {
 			return nil, "", err
+		}
+		// Open in parallel, a chunk at a time, and take the results in
+		// store order until the page is full.
+		for len(recs) > 0 && next == "" {
+			chunk := recs[:min(len(recs), openChunk)]
+			recs = recs[len(chunk):]
+			views, err := rel.open(o.ID, keys, chunk)
+			if err != nil {
+				return nil, "", err
+			}
+			for i, v := range views {
+				if !v.ok {
+					continue
+				}
+				if len(out) == limit {
+					next = last.cursor()
+					break
+				}
+				out = append(out, v.msg)
+				last = position{day: uint16(di), hour: chunk[i].Hour, ref: chunk[i].Ref, started: true}
+			}
+		}
+		if next == "" && len(out) == limit && di+1 < len(days) {
+			// Full exactly at the end of a day: the next page starts after it.
+			next = last.cursor()
 		}
 	}
 	return out, next, nil
+}
+
+// openChunk is how many records are opened in parallel at a time: enough
+// to keep every core busy, few enough that a small page does not open many
+// records it will not show.
+const openChunk = 128
+
+type view struct {
+	msg export.Message
+	ok  bool
+}
+
+// open decrypts and filters records on every core; views[i] belongs to
+// recs[i].
+func (rel *released) open(orderID string, keys map[crypto.KeyRecordID]*crypto.DayKey, recs []store.Record) ([]view, error) {
+	views := make([]view, len(recs))
+	workers := min(runtime.GOMAXPROCS(0), len(recs))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(recs); i += workers {
+				dk, ok := keys[recs[i].KeyRecordID]
+				if !ok {
+					continue // a key record the approvals did not cover stays sealed
+				}
+				ev, err := crypto.OpenRecord(dk, recs[i].Ref, recs[i].Blob)
+				if err != nil {
+					errs[w] = fmt.Errorf("read order %s: %w", orderID, err)
+					return
+				}
+				views[i].msg, views[i].ok = rel.view(ev)
+			}
+		}()
+	}
+	wg.Wait()
+	return views, errors.Join(errs...)
 }
 
 // position is where a page ends: the day's index in the window, the hour
@@ -284,7 +337,7 @@ type wireFile struct {
 // authenticated time, or a channel out of scope or excluded.
 func (rel *released) view(ev *crypto.Event) (export.Message, bool) {
 	o := rel.order
-	if ev.Employee != o.Subject || !o.InWindow(ev.Time) {
+	if ev.Employee != o.Subject || ev.Time.Before(rel.from) || !ev.Time.Before(rel.to) {
 		return export.Message{}, false
 	}
 	var w wireEvent
@@ -317,13 +370,15 @@ func (rel *released) view(ev *crypto.Event) (export.Message, bool) {
 
 // pseudonyms replace co-participants' @-mentions with names that are stable
 // within one order and unlinkable across orders (a random key per release).
-type pseudonyms struct{ key [32]byte }
+type pseudonyms struct{ macs sync.Pool }
 
 func newPseudonyms() (*pseudonyms, error) {
-	p := &pseudonyms{}
-	if _, err := rand.Read(p.key[:]); err != nil {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
+	p := &pseudonyms{}
+	p.macs.New = func() any { return hmac.New(sha256.New, key) }
 	return p, nil
 }
 
@@ -336,9 +391,12 @@ func (p *pseudonyms) text(s string) string {
 		for len(name) > 0 && (name[len(name)-1] == '.' || name[len(name)-1] == '-' || name[len(name)-1] == '_') {
 			name = name[:len(name)-1] // sentence punctuation after a mention
 		}
-		mac := hmac.New(sha256.New, p.key[:])
+		mac := p.macs.Get().(hash.Hash)
+		mac.Reset()
 		mac.Write([]byte(toLower(name)))
-		return "@participant-" + hex.EncodeToString(mac.Sum(nil)[:4]) + m[1+len(name):]
+		sum := mac.Sum(nil)
+		p.macs.Put(mac)
+		return "@participant-" + hex.EncodeToString(sum[:4]) + m[1+len(name):]
 	})
 }
 
