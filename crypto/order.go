@@ -85,21 +85,28 @@ func (k *GatewayKeys) Pseudonym(context, id string) string {
 // not void pending and active orders, the gateway keeps each order key in
 // Redis wrapped under a key derived from its own tag PRF:
 //
-//	wrap key = PRF_tag("sealgate/order-key-wrap/v1"), 32 bytes
+//	wrap key = PRF_tag("sealgate/order-key-wrap/v1"), 32 bytes (GatewayKeys.AEAD)
 //	wrapped  = nonce (12) | AES-256-GCM(wrap key, nonce, private key bytes, AAD = "sealgate/order-key/v1" | order hash)
 //
 // Redis alone cannot unwrap it, and a wrapped key moved to another order
 // does not open. Redis forgets it with the order.
 
-func (k *GatewayKeys) orderWrapAEAD() (cipher.AEAD, error) {
-	key, err := k.tag.ComputePrimaryPRF([]byte("sealgate/order-key-wrap/v1"), 32)
+func (k *GatewayKeys) orderWrapAEAD() (cipher.AEAD, error) { return k.AEAD("order-key-wrap/v1") }
+
+// AEAD returns an AES-256-GCM AEAD under a key derived from the gateway's
+// tag PRF for one purpose: PRF_tag("sealgate/" + purpose), 32 bytes. The
+// gateway seals what it must keep in the store or Redis but only it may
+// read (wrapped order keys, queued notices) under such keys; distinct
+// purposes get independent keys. Callers use random 12-byte nonces.
+func (k *GatewayKeys) AEAD(purpose string) (cipher.AEAD, error) {
+	key, err := k.tag.ComputePrimaryPRF([]byte("sealgate/"+purpose), 32)
 	if err != nil {
-		return nil, fmt.Errorf("order key wrap: %w", err)
+		return nil, fmt.Errorf("derive %s key: %w", purpose, err)
 	}
 	defer wipe(key)
 	block, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, fmt.Errorf("order key wrap: %w", err)
+		return nil, fmt.Errorf("derive %s key: %w", purpose, err)
 	}
 	return cipher.NewGCM(block)
 }
