@@ -95,6 +95,11 @@ const (
 	ActionCheckpoint Action = "checkpoint"
 	ActionOrderRead  Action = "order_read"  // an order document was read (for review)
 	ActionEscrowRead Action = "escrow_read" // a slot fetched the subject's key records to approve
+	// ActionNoticeEscalated: a notice to a subject could not be delivered
+	// after repeated attempts; it keeps being retried.
+	ActionNoticeEscalated Action = "notice_escalated"
+	// ActionSelfService: an employee looked at the orders that named them.
+	ActionSelfService Action = "self_service"
 )
 
 // Actions lists every action, in the order above.
@@ -104,6 +109,7 @@ func Actions() []Action {
 		ActionViewed, ActionExported, ActionDeferred, ActionRevoked,
 		ActionExpired, ActionClosed, ActionNoticeSent, ActionRefused,
 		ActionCheckpoint, ActionOrderRead, ActionEscrowRead,
+		ActionNoticeEscalated, ActionSelfService,
 	}
 }
 

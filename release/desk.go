@@ -38,6 +38,7 @@ type Config struct {
 	DPO        []string
 	VetoRoles  []string
 	Rules      order.Rules
+	Notices    Notices          // the subjects' notice outbox; nil sends none (tests, demo)
 	Now        func() time.Time // default time.Now
 	Log        *slog.Logger     // default slog.Default(); never given content
 }
@@ -186,7 +187,15 @@ func (d *Desk) File(ctx context.Context, actor string, o *order.Order, sig []byt
 	if err != nil {
 		return nil, fmt.Errorf("file order %s: %w", o.ID, err)
 	}
-	if err := d.audit(ctx, a, audit.ActionOrderFiled, o.ID, "", fmt.Sprintf("days=%d", len(o.Days()))); err != nil {
+	// The entry names the subject by a keyed pseudonym only, so that the
+	// subject's self-service can find it; the rest is what the subject will
+	// be shown (the purpose is one of the configured ones, never free text).
+	noticePlan := string(o.Notice.Mode)
+	if o.Notice.Mode == order.NoticeDeferred {
+		noticePlan += ":" + o.Notice.DeferUntil
+	}
+	if err := d.audit(ctx, a, audit.ActionOrderFiled, o.ID, subjectObject(d.cfg.Keys, o.Subject),
+		fmt.Sprintf("days=%d window=%s..%s notice=%s purpose=%s", len(o.Days()), o.Window.From, o.Window.To, noticePlan, o.Purpose)); err != nil {
 		return nil, err
 	}
 	err = d.cfg.Orders.File(ctx, redisstore.Filing{
@@ -455,6 +464,19 @@ func (d *Desk) activate(ctx context.Context, id string, f *Filed, detail string)
 			days++
 		}
 	}
+	var roles []string
+	for _, ap := range st.Approvals {
+		roles = append(roles, ap.Role)
+	}
+	slices.Sort(roles)
+	activatedAt := st.ActivatedAt
+	if activatedAt.IsZero() {
+		activatedAt = d.cfg.Now()
+	}
+	if err := d.queueNotices(ctx, o, roles, activatedAt); err != nil {
+		rel.wipe()
+		return 0, 0, err
+	}
 	if err := d.audit(ctx, sys, audit.ActionActivated, id, detail, fmt.Sprintf("days=%d key_records=%d", days, krs)); err != nil {
 		rel.wipe()
 		return 0, 0, err
@@ -519,7 +541,11 @@ func (d *Desk) Revoke(ctx context.Context, actor, id, reason string) (err error)
 	if err := d.cfg.Orders.Revoke(ctx, id, reason); err != nil {
 		return storeRefusal(err)
 	}
-	return d.audit(ctx, a, audit.ActionRevoked, id, "", "")
+	if err := d.audit(ctx, a, audit.ActionRevoked, id, "", ""); err != nil {
+		return err
+	}
+	d.noticesNow(ctx, id)
+	return nil
 }
 
 // Sweep wipes the key material of orders that expired or ended elsewhere
@@ -565,6 +591,7 @@ func (d *Desk) checkLive(ctx context.Context, id string) error {
 			if aerr := d.audit(ctx, d.actor("", roleSystem), audit.ActionExpired, id, "", "keys_wiped"); aerr != nil {
 				d.cfg.Log.Error("audit expiry", "order", id, "err", aerr)
 			}
+			d.noticesNow(ctx, id)
 		} else {
 			d.cfg.Log.Info("order ended, keys wiped", "order", id, "state", detail)
 		}

@@ -2,6 +2,7 @@ package release_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"maps"
 	"slices"
@@ -14,6 +15,8 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/export"
 	"github.com/sealgate/sealgate/internal/privacyscan"
+	"github.com/sealgate/sealgate/notice"
+	"github.com/sealgate/sealgate/order"
 	"github.com/sealgate/sealgate/release"
 )
 
@@ -456,4 +459,107 @@ func TestGatewayRestart(t *testing.T) {
 	f.restart()
 	_, err = f.desk.Messages(f.ctx, carol, o.ID, "", 10)
 	f.refused(err, release.ErrForbidden, "bad_order_key")
+}
+
+// recordedNotices is the desk's outbox in memory.
+type recordedNotices struct {
+	mu      sync.Mutex
+	notices map[string]*notice.Notice
+}
+
+func (r *recordedNotices) Enqueue(_ context.Context, n *notice.Notice) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.notices[n.ID] == nil {
+		c := *n
+		r.notices[n.ID] = &c
+	}
+	return nil
+}
+
+func (r *recordedNotices) Reschedule(_ context.Context, id string, due time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := r.notices[id]; n != nil {
+		n.DueAt = due
+	}
+	return nil
+}
+
+// TestNoticesAndSelfService: activation queues the subject's notices
+// (deferred as the order says), revocation brings them forward, the closing
+// notice tells what was accessed, and the subject — only the subject — sees
+// the order and every access once the deferral is over.
+func TestNoticesAndSelfService(t *testing.T) {
+	f := newFixture(t)
+	rec := &recordedNotices{notices: map[string]*notice.Notice{}}
+	f.cfg.Notices = rec
+	f.restart()
+	f.ingestMonth()
+	o := f.draft(alice, 10, 20)
+	o.Notice = order.Notice{Mode: order.NoticeDeferred, DeferralGround: "telling now would destroy evidence", DeferUntil: f.now().AddDate(0, 0, 10).Format("2006-01-02")}
+	f.file(o)
+	for _, slot := range []int{0, 1, 2} {
+		if _, err := f.approve(o.ID, slot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(rec.notices) != 2 {
+		t.Fatalf("%d notices queued at activation, want 2", len(rec.notices))
+	}
+	var act, end *notice.Notice
+	for _, n := range rec.notices {
+		if n.Kind == notice.Activated {
+			act = n
+		} else {
+			end = n
+		}
+	}
+	if act.UserID != alice || act.DueAt.Format("2006-01-02") != o.Notice.DeferUntil || !end.DueAt.Equal(o.ExpiresAt.UTC()) ||
+		!slices.Equal(act.ApprovedBy, []string{"hr", "legal", "works-council"}) || act.Purpose != o.Purpose {
+		t.Fatalf("activation notice %+v\nclosing notice %+v", act, end)
+	}
+	for _, who := range []string{alice, bob} {
+		mine, err := f.desk.MyOrders(f.ctx, who)
+		if err != nil || len(mine) != 0 {
+			t.Fatalf("%s sees %d orders during the deferral (%v)", who, len(mine), err)
+		}
+	}
+	if _, _, err := f.readAll(o.ID, 20); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := f.desk.Export(f.ctx, carol, o.ID, export.JSON, &buf); err != nil {
+		t.Fatal(err)
+	}
+	f.advance(time.Hour)
+	if err := f.desk.Revoke(f.ctx, carol, o.ID, "done"); err != nil {
+		t.Fatal(err)
+	}
+	if !act.DueAt.Equal(f.now()) || !end.DueAt.Equal(f.now()) {
+		t.Fatalf("revocation did not bring the notices forward: %v, %v", act.DueAt, end.DueAt)
+	}
+	if err := f.desk.CompleteNotice(f.ctx, end); err != nil {
+		t.Fatal(err)
+	}
+	n := len(f.expected(alice, 10, 20))
+	if end.Ended != "revoked" || end.Accessed.Exports != 1 || end.Accessed.Views != (n+19)/20 || end.Accessed.Messages != 2*n {
+		t.Fatalf("closing notice: ended %q, accessed %+v; want revoked, %d views, 1 export, %d messages", end.Ended, end.Accessed, (n+19)/20, 2*n)
+	}
+	mine, err := f.desk.MyOrders(f.ctx, alice)
+	if err != nil || len(mine) != 1 {
+		t.Fatalf("alice sees %d orders (%v), want 1", len(mine), err)
+	}
+	m := mine[0]
+	if m.OrderID != o.ID || m.Ended != "revoked" || m.WindowFrom != o.Window.From || m.Purpose != o.Purpose || len(m.ApprovedBy) != 3 || len(m.Accesses) != end.Accessed.Views+1 {
+		t.Fatalf("alice's view of the order: %+v", m)
+	}
+	for _, acc := range m.Accesses {
+		if acc.Role != "requester" {
+			t.Fatalf("access by %q", acc.Role)
+		}
+	}
+	if theirs, err := f.desk.MyOrders(f.ctx, bob); err != nil || len(theirs) != 0 {
+		t.Fatalf("bob sees %d of alice's orders (%v)", len(theirs), err)
+	}
 }
