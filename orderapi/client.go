@@ -157,3 +157,24 @@ func (c *Client) Export(ctx context.Context, id, format string, w io.Writer) err
 	_, err := c.do(ctx, http.MethodGet, orderPath(id, "/export?format=", url.QueryEscape(format)), nil, w)
 	return err
 }
+
+// MyOrders lists the activated orders that named the caller.
+func (c *Client) MyOrders(ctx context.Context) ([]release.MyOrder, error) {
+	var out []release.MyOrder
+	_, err := c.do(ctx, http.MethodGet, "/v1/me/orders", nil, &out)
+	return out, err
+}
+
+// MyAccesses lists every access under the orders that named the caller.
+func (c *Client) MyAccesses(ctx context.Context) ([]MyAccess, error) {
+	var out []MyAccess
+	_, err := c.do(ctx, http.MethodGet, "/v1/me/accesses", nil, &out)
+	return out, err
+}
+
+// MyMessages writes the caller's own messages released under an active
+// order to w.
+func (c *Client) MyMessages(ctx context.Context, id, format string, w io.Writer) error {
+	_, err := c.do(ctx, http.MethodGet, "/v1/me/orders/"+url.PathEscape(id)+"/messages?format="+url.QueryEscape(format), nil, w)
+	return err
+}

@@ -325,3 +325,66 @@ func TestCookieNeedsXRequestedWith(t *testing.T) {
 		}
 	}
 }
+
+// TestSelfService: the subject sees the order that named them, every
+// access, and can download their own released messages; another employee
+// sees nothing of it; a bad token gets 401.
+func TestSelfService(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	req := e.client(carol)
+	o := e.draft(t, req)
+	if _, err := req.File(ctx, o, crypto.SignOrder(e.requester, o.Hash())); err != nil {
+		t.Fatal(err)
+	}
+	for slot := 0; slot < 2; slot++ {
+		c := e.client(holder(slot))
+		doc, _ := c.Get(ctx, o.ID)
+		esc, _ := c.Escrow(ctx, o.ID, slot)
+		blob, _, err := release.MakeApproval(doc, esc, slot, e.slots[slot], e.keys.Verifier(), e.requester.Recipient())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Approve(ctx, o.ID, slot, blob); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var page bytes.Buffer
+	if _, err := req.Messages(ctx, o.ID, "", 100, &page); err != nil {
+		t.Fatal(err)
+	}
+
+	mine, err := e.client(alice).MyOrders(ctx)
+	if err != nil || len(mine) != 1 || mine[0].OrderID != o.ID || len(mine[0].Accesses) != 1 || mine[0].Accesses[0].Messages != 6 {
+		t.Fatalf("alice's orders: %+v %v", mine, err)
+	}
+	acc, err := e.client(alice).MyAccesses(ctx)
+	if err != nil || len(acc) != 1 || acc[0].OrderID != o.ID || acc[0].Role != "requester" || acc[0].Action != "viewed" {
+		t.Fatalf("alice's accesses: %+v %v", acc, err)
+	}
+	var copyOf bytes.Buffer
+	if err := e.client(alice).MyMessages(ctx, o.ID, "json", &copyOf); err != nil || strings.Count(copyOf.String(), "by "+alice[:4]) != 6 {
+		t.Fatalf("alice's copy: %v\n%s", err, copyOf.String())
+	}
+
+	for _, other := range []string{bob, holder(0), carol} {
+		theirs, err := e.client(other).MyOrders(ctx)
+		if err != nil || len(theirs) != 0 {
+			t.Fatalf("%s sees %d orders: %v", other, len(theirs), err)
+		}
+		acc, err := e.client(other).MyAccesses(ctx)
+		if err != nil || len(acc) != 0 {
+			t.Fatalf("%s sees %d accesses: %v", other, len(acc), err)
+		}
+		if err := e.client(other).MyMessages(ctx, o.ID, "json", &copyOf); status(t, err) != http.StatusNotFound {
+			t.Fatalf("%s downloads alice's messages: %v", other, err)
+		}
+	}
+	bad := &orderapi.Client{BaseURL: e.api.URL, Token: "expiredtokenexpiredtokenex"}
+	if _, err := bad.MyOrders(ctx); status(t, err) != http.StatusUnauthorized {
+		t.Fatalf("expired token: %v", err)
+	}
+	if _, err := (&orderapi.Client{BaseURL: e.api.URL}).MyAccesses(ctx); status(t, err) != http.StatusUnauthorized {
+		t.Fatalf("no token: %v", err)
+	}
+}

@@ -20,6 +20,14 @@
 //	                                            cursor is in the Sealgate-Next-Cursor header
 //	GET  /v1/orders/{id}/export?format=json|html|eml
 //
+// and, for every employee about themselves (art. 15 GDPR):
+//
+//	GET  /v1/me/orders                          the activated orders that named the caller
+//	                                            (once any deferral ended), with every access
+//	GET  /v1/me/accesses                        the same accesses, one list
+//	GET  /v1/me/orders/{id}/messages?format=    a copy of the caller's own released
+//	                                            messages, while the order is active
+//
 // Errors are JSON {"error": "…", "code": "…"}: 401 bad token, 403 not
 // allowed, 404 no such order, 409 conflict (a slot, role or person twice, a
 // busy subject), 410 the order is not live (expired, revoked, rejected, not
@@ -72,6 +80,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/orders/{id}/revocation", s.authed(s.revoke))
 	mux.HandleFunc("GET /v1/orders/{id}/messages", s.authed(s.messages))
 	mux.HandleFunc("GET /v1/orders/{id}/export", s.authed(s.export))
+	mux.HandleFunc("GET /v1/me/orders", s.authed(s.myOrders))
+	mux.HandleFunc("GET /v1/me/accesses", s.authed(s.myAccesses))
+	mux.HandleFunc("GET /v1/me/orders/{id}/messages", s.authed(s.myMessages))
 	return mux
 }
 
@@ -326,6 +337,53 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, user string) err
 	}
 	w.Header().Set("Content-Type", contentTypes[f])
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", id+"."+string(f)))
+	_, err = io.Copy(w, &buf)
+	return err
+}
+
+func (s *Server) myOrders(w http.ResponseWriter, r *http.Request, user string) error {
+	mine, err := s.Desk.MyOrders(r.Context(), user)
+	if err != nil {
+		return err
+	}
+	if mine == nil {
+		mine = []release.MyOrder{}
+	}
+	writeJSON(w, http.StatusOK, mine)
+	return nil
+}
+
+// MyAccess is one access under an order that named the caller.
+type MyAccess struct {
+	OrderID string `json:"order_id"`
+	release.Access
+}
+
+func (s *Server) myAccesses(w http.ResponseWriter, r *http.Request, user string) error {
+	mine, err := s.Desk.MyOrders(r.Context(), user)
+	if err != nil {
+		return err
+	}
+	out := []MyAccess{}
+	for _, o := range mine {
+		for _, a := range o.Accesses {
+			out = append(out, MyAccess{OrderID: o.OrderID, Access: a})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) myMessages(w http.ResponseWriter, r *http.Request, user string) error {
+	f, err := export.ParseFormat(r.URL.Query().Get("format"))
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	var buf bytes.Buffer
+	if _, err := s.Desk.MyMessages(r.Context(), user, r.PathValue("id"), f, &buf); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", contentTypes[f])
 	_, err = io.Copy(w, &buf)
 	return err
 }

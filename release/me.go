@@ -2,10 +2,13 @@ package release
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/export"
 	"github.com/sealgate/sealgate/order"
 )
 
@@ -115,4 +118,45 @@ func cutRange(s string) (string, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// MyMessages writes to its subject a copy of their own messages that an
+// active order released (art. 15(3) GDPR), once the notice is no longer
+// deferred. It is refused after the order ends: the keys are gone then.
+func (d *Desk) MyMessages(ctx context.Context, user, id string, f export.Format, w io.Writer) (n int, err error) {
+	a := actor{user: user, role: "employee", pseudonym: d.cfg.Keys.Pseudonym("audit", user)}
+	defer func() { d.refused(ctx, a, id, "my_messages", err) }()
+	if err := d.checkLive(ctx, id); err != nil {
+		return 0, err
+	}
+	d.mu.Lock()
+	rel := d.released[id]
+	d.mu.Unlock()
+	if rel == nil || rel.order.Subject != user {
+		// Not "forbidden": whether an order names someone else is not the
+		// caller's business.
+		return 0, refuse(ErrNotFound, "not_subject", "no such order about you")
+	}
+	if o := rel.order; o.Notice.Mode == order.NoticeDeferred {
+		if until, err := crypto.ParseDay(o.Notice.DeferUntil); err == nil && d.cfg.Now().Before(until) {
+			return 0, refuse(ErrNotFound, "deferred", "no such order about you")
+		}
+	}
+	all, err := d.readAll(ctx, rel)
+	if err != nil {
+		return 0, err
+	}
+	exportID, err := newExportID()
+	if err != nil {
+		return 0, err
+	}
+	h := d.header(rel, exportID)
+	h.Requester = user // the copy is watermarked for the subject who asked for it
+	if err := d.audit(ctx, a, audit.ActionSelfService, id, exportID, fmt.Sprintf("format=%s messages=%d", f, len(all))); err != nil {
+		return 0, err
+	}
+	if err := export.Write(w, f, h, all); err != nil {
+		return 0, fmt.Errorf("copy of order %s for its subject: %w", id, err)
+	}
+	return len(all), nil
 }

@@ -73,20 +73,9 @@ func (d *Desk) Export(ctx context.Context, actor, id string, f export.Format, w 
 	if err != nil {
 		return 0, err
 	}
-	var all []export.Message
-	cur := position{}
-	for {
-		msgs, next, err := d.read(ctx, rel, cur, MaxPage)
-		if err != nil {
-			return 0, err
-		}
-		all = append(all, msgs...)
-		if next == "" {
-			break
-		}
-		if cur, err = parseCursor(next); err != nil {
-			return 0, err
-		}
+	all, err := d.readAll(ctx, rel)
+	if err != nil {
+		return 0, err
 	}
 	exportID, err := newExportID()
 	if err != nil {
@@ -100,6 +89,25 @@ func (d *Desk) Export(ctx context.Context, actor, id string, f export.Format, w 
 		return 0, fmt.Errorf("export order %s: %w", id, err)
 	}
 	return len(all), nil
+}
+
+// readAll reads every released message of an order.
+func (d *Desk) readAll(ctx context.Context, rel *released) ([]export.Message, error) {
+	var all []export.Message
+	cur := position{}
+	for {
+		msgs, next, err := d.read(ctx, rel, cur, MaxPage)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, msgs...)
+		if next == "" {
+			return all, nil
+		}
+		if cur, err = parseCursor(next); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // readable checks that the caller is the order's requester and the order is
