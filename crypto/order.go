@@ -155,3 +155,48 @@ func (k *GatewayKeys) UnwrapOrderKey(wrapped []byte, orderHash [32]byte, public 
 	}
 	return ok, nil
 }
+
+// A renewal of a deferred notice is signed by the requester and approved by
+// the quorum, each signing the same statement:
+//
+//	statement = SHA-256("sealgate/deferral/v1" | order hash | lp(until date) | lp(ground))
+//	requester: Ed25519(requester key, "sealgate/deferral-request/v1" | statement)
+//	approver:  Ed25519(slot key, "sealgate/deferral-approval/v1" | slot | statement)
+
+// DeferralStatement is what a renewal's signatures cover.
+func DeferralStatement(orderHash [32]byte, until, ground string) [32]byte {
+	b := append([]byte("sealgate/deferral/v1"), orderHash[:]...)
+	b = appendLPString(b, until)
+	b = appendLPString(b, ground)
+	return sha256.Sum256(b)
+}
+
+// SignDeferralRequest signs a renewal as its requester.
+func SignDeferralRequest(id *HPKEIdentity, statement [32]byte) []byte {
+	return ed25519.Sign(id.sign, append([]byte("sealgate/deferral-request/v1"), statement[:]...))
+}
+
+// VerifyDeferralRequest checks a requester's renewal signature.
+func VerifyDeferralRequest(r *HPKERecipient, statement [32]byte, sig []byte) error {
+	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(r.verify, append([]byte("sealgate/deferral-request/v1"), statement[:]...), sig) {
+		return fmt.Errorf("deferral request signature: %w", ErrAuth)
+	}
+	return nil
+}
+
+func deferralApprovalMessage(slot int, statement [32]byte) []byte {
+	return append(append([]byte("sealgate/deferral-approval/v1"), byte(slot)), statement[:]...)
+}
+
+// SignDeferralApproval signs a slot's approval of a renewal.
+func SignDeferralApproval(id *HPKEIdentity, slot int, statement [32]byte) []byte {
+	return ed25519.Sign(id.sign, deferralApprovalMessage(slot, statement))
+}
+
+// VerifyDeferralApproval checks a slot's approval of a renewal.
+func VerifyDeferralApproval(r *HPKERecipient, slot int, statement [32]byte, sig []byte) error {
+	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(r.verify, deferralApprovalMessage(slot, statement), sig) {
+		return fmt.Errorf("deferral approval signature of slot %d: %w", slot, ErrAuth)
+	}
+	return nil
+}

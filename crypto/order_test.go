@@ -120,3 +120,41 @@ func TestWrapOrderKey(t *testing.T) {
 		}
 	}
 }
+
+func TestDeferralSignatures(t *testing.T) {
+	req, _ := GenerateSlotKey(KEMX25519)
+	slot, _ := GenerateSlotKey(KEMX25519)
+	h := sha256.Sum256([]byte("order"))
+	st := DeferralStatement(h, "2026-12-20", "evidence would be destroyed")
+	for name, other := range map[string][32]byte{
+		"other order":  DeferralStatement(sha256.Sum256([]byte("x")), "2026-12-20", "evidence would be destroyed"),
+		"other date":   DeferralStatement(h, "2026-12-21", "evidence would be destroyed"),
+		"other ground": DeferralStatement(h, "2026-12-20", "evidence would be destroyed."),
+		"shifted":      DeferralStatement(h, "2026-12-20e", "vidence would be destroyed"),
+	} {
+		if other == st {
+			t.Errorf("%s: same statement", name)
+		}
+	}
+	rs := SignDeferralRequest(req, st)
+	if err := VerifyDeferralRequest(req.Recipient(), st, rs); err != nil {
+		t.Fatal(err)
+	}
+	as := SignDeferralApproval(slot, 2, st)
+	if err := VerifyDeferralApproval(slot.Recipient(), 2, st, as); err != nil {
+		t.Fatal(err)
+	}
+	bad := []error{
+		VerifyDeferralRequest(slot.Recipient(), st, rs),
+		VerifyDeferralRequest(req.Recipient(), st, as),
+		VerifyDeferralApproval(slot.Recipient(), 3, st, as),
+		VerifyDeferralApproval(slot.Recipient(), 2, st, rs),
+		VerifyDeferralApproval(slot.Recipient(), 2, DeferralStatement(h, "2026-12-21", "x"), as),
+		VerifyOrder(req.Recipient(), st, rs),
+	}
+	for i, err := range bad {
+		if !errors.Is(err, ErrAuth) {
+			t.Errorf("case %d accepted: %v", i, err)
+		}
+	}
+}

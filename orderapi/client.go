@@ -178,3 +178,16 @@ func (c *Client) MyMessages(ctx context.Context, id, format string, w io.Writer)
 	_, err := c.do(ctx, http.MethodGet, "/v1/me/orders/"+url.PathEscape(id)+"/messages?format="+url.QueryEscape(format), nil, w)
 	return err
 }
+
+// RequestDeferral asks to renew an order's deferred notice.
+func (c *Client) RequestDeferral(ctx context.Context, id, until, ground string, sig []byte) error {
+	_, err := c.do(ctx, http.MethodPost, orderPath(id, "/deferral"), DeferralRequest{Until: until, Ground: ground, Signature: sig}, nil)
+	return err
+}
+
+// ApproveDeferral approves the pending renewal with one slot's signature.
+func (c *Client) ApproveDeferral(ctx context.Context, id string, slot int, sig []byte) (release.ApproveResult, error) {
+	var r release.ApproveResult
+	_, err := c.do(ctx, http.MethodPost, orderPath(id, "/deferral/approvals"), DeferralApproval{Slot: slot, Signature: sig}, &r)
+	return r, err
+}

@@ -16,6 +16,8 @@
 //	POST /v1/orders/{id}/approvals              {"slot": N, "approval": base64}
 //	POST /v1/orders/{id}/rejections             {"slot": N, "reason": "…"}
 //	POST /v1/orders/{id}/revocation             {"reason": "…"}
+//	POST /v1/orders/{id}/deferral               renew a deferred notice once: {"until", "ground", "signature"}
+//	POST /v1/orders/{id}/deferral/approvals     {"slot": N, "signature": base64}
 //	GET  /v1/orders/{id}/messages?cursor=&limit= one watermarked JSON page; the next
 //	                                            cursor is in the Sealgate-Next-Cursor header
 //	GET  /v1/orders/{id}/export?format=json|html|eml
@@ -78,6 +80,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/orders/{id}/approvals", s.authed(s.approve))
 	mux.HandleFunc("POST /v1/orders/{id}/rejections", s.authed(s.reject))
 	mux.HandleFunc("POST /v1/orders/{id}/revocation", s.authed(s.revoke))
+	mux.HandleFunc("POST /v1/orders/{id}/deferral", s.authed(s.requestDeferral))
+	mux.HandleFunc("POST /v1/orders/{id}/deferral/approvals", s.authed(s.approveDeferral))
 	mux.HandleFunc("GET /v1/orders/{id}/messages", s.authed(s.messages))
 	mux.HandleFunc("GET /v1/orders/{id}/export", s.authed(s.export))
 	mux.HandleFunc("GET /v1/me/orders", s.authed(s.myOrders))
@@ -386,4 +390,42 @@ func (s *Server) myMessages(w http.ResponseWriter, r *http.Request, user string)
 	w.Header().Set("Content-Type", contentTypes[f])
 	_, err = io.Copy(w, &buf)
 	return err
+}
+
+// DeferralRequest is the body of POST /v1/orders/{id}/deferral.
+type DeferralRequest struct {
+	Until     string `json:"until"`
+	Ground    string `json:"ground"`
+	Signature []byte `json:"signature"`
+}
+
+func (s *Server) requestDeferral(w http.ResponseWriter, r *http.Request, user string) error {
+	var req DeferralRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := s.Desk.RequestDeferral(r.Context(), user, r.PathValue("id"), req.Until, req.Ground, req.Signature); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"until": req.Until, "state": "awaiting approval"})
+	return nil
+}
+
+// DeferralApproval is the body of POST /v1/orders/{id}/deferral/approvals.
+type DeferralApproval struct {
+	Slot      int    `json:"slot"`
+	Signature []byte `json:"signature"`
+}
+
+func (s *Server) approveDeferral(w http.ResponseWriter, r *http.Request, user string) error {
+	var req DeferralApproval
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	res, err := s.Desk.ApproveDeferral(r.Context(), user, r.PathValue("id"), req.Slot, req.Signature)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
 }

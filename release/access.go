@@ -54,6 +54,9 @@ func storeRefusal(err error) error {
 		{redisstore.ErrDuplicateApprover, ErrConflict, "duplicate_approver"},
 		{redisstore.ErrSubjectBusy, ErrConflict, "subject_busy"},
 		{redisstore.ErrExists, ErrConflict, "exists"},
+		{redisstore.ErrRenewed, ErrConflict, "renewed"},
+		{redisstore.ErrDeferralPending, ErrConflict, "deferral_pending"},
+		{redisstore.ErrNoDeferral, ErrGone, "no_renewal"},
 	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {

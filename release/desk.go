@@ -121,6 +121,17 @@ type Document struct {
 	Approvals   []ApprovalInfo `json:"approvals"`
 	ExpiresAt   time.Time      `json:"expires_at"`
 	ActivatedAt time.Time      `json:"activated_at,omitzero"`
+	// DeferralUntil is the renewed end of a deferred notice, if renewed.
+	DeferralUntil time.Time `json:"deferral_until,omitzero"`
+	// Renewal is a renewal of the deferral awaiting approval.
+	Renewal *Renewal `json:"renewal,omitempty"`
+}
+
+// Renewal is a requested renewal of a deferred notice, for review.
+type Renewal struct {
+	Until     string `json:"until"`
+	Ground    string `json:"ground"`
+	Approvals []int  `json:"approved_by_slots"`
 }
 
 // ApprovalInfo says which slot approved, not who.
@@ -236,7 +247,10 @@ func (d *Desk) Get(ctx context.Context, actor, id string) (doc *Document, err er
 		return nil, err
 	}
 	f.WrappedKey = nil
-	doc = &Document{Filed: *f, State: string(st.State), Quorum: st.Quorum, ExpiresAt: st.ExpiresAt, ActivatedAt: st.ActivatedAt}
+	doc = &Document{Filed: *f, State: string(st.State), Quorum: st.Quorum, ExpiresAt: st.ExpiresAt, ActivatedAt: st.ActivatedAt, DeferralUntil: st.DeferralUntil}
+	if r := st.Renewal; r != nil {
+		doc.Renewal = &Renewal{Until: r.Until.Format("2006-01-02"), Ground: r.Ground, Approvals: r.Slots}
+	}
 	for _, ap := range st.Approvals {
 		doc.Approvals = append(doc.Approvals, ApprovalInfo{Slot: ap.Slot, Role: ap.Role})
 	}

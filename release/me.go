@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/sealgate/sealgate/audit"
@@ -87,6 +88,12 @@ func (d *Desk) MyOrders(ctx context.Context, user string) (out []MyOrder, err er
 		case audit.ActionRevoked, audit.ActionExpired, audit.ActionClosed:
 			if o.Ended == "" {
 				o.Ended, o.EndedAt = string(e.Action), e.Time
+			}
+		case audit.ActionDeferred:
+			if v, ok := strings.CutPrefix(e.Detail, "renewed until="); ok {
+				if t, err := crypto.ParseDay(v); err == nil {
+					deferred[e.OrderID] = t
+				}
 			}
 		}
 		return nil

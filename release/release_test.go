@@ -563,3 +563,80 @@ func TestNoticesAndSelfService(t *testing.T) {
 		t.Fatalf("bob sees %d of alice's orders (%v)", len(theirs), err)
 	}
 }
+
+// TestDeferralRenewal: a deferred notice is renewed once, by the requester's
+// signed request and the quorum's approvals, within the limit; the notice
+// moves only at the quorum.
+func TestDeferralRenewal(t *testing.T) {
+	f := newFixture(t)
+	rec := &recordedNotices{notices: map[string]*notice.Notice{}}
+	f.cfg.Notices = rec
+	f.restart()
+	f.ingestMonth()
+	o := f.draft(alice, 10, 20)
+	first := f.now().AddDate(0, 0, 5).Format("2006-01-02")
+	o.Notice = order.Notice{Mode: order.NoticeDeferred, DeferralGround: "telling now would destroy evidence", DeferUntil: first}
+	f.file(o)
+	for _, slot := range []int{0, 1, 2} {
+		if _, err := f.approve(o.ID, slot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	act := rec.notices["ntc_"+o.ID[4:]+"_a"]
+	if act == nil || act.DueAt.Format("2006-01-02") != first {
+		t.Fatalf("activation notice %+v", act)
+	}
+	ground := "the suspect is still in contact with the competitor"
+	request := func(until string) error {
+		st := crypto.DeferralStatement(o.Hash(), until, ground)
+		return f.desk.RequestDeferral(f.ctx, carol, o.ID, until, ground, crypto.SignDeferralRequest(f.requester, st))
+	}
+	tooLate := f.now().AddDate(0, 0, 5+31).Format("2006-01-02")
+	f.refused(request(tooLate), release.ErrInvalid, "bad_until")
+	f.refused(request(first), release.ErrInvalid, "bad_until")
+	until := f.now().AddDate(0, 0, 20).Format("2006-01-02")
+	st := crypto.DeferralStatement(o.Hash(), until, ground)
+	forger, _ := crypto.GenerateSlotKey(crypto.KEMX25519)
+	f.refused(f.desk.RequestDeferral(f.ctx, carol, o.ID, until, ground, crypto.SignDeferralRequest(forger, st)), release.ErrForbidden, "bad_signature")
+	f.refused(f.desk.RequestDeferral(f.ctx, holder(0), o.ID, until, ground, crypto.SignDeferralRequest(f.requester, st)), release.ErrForbidden, "not_requester")
+	if err := request(until); err != nil {
+		t.Fatal(err)
+	}
+	f.refused(request(until), release.ErrConflict, "deferral_pending")
+
+	approveRenewal := func(user string, slot int, key *crypto.HPKEIdentity) (release.ApproveResult, error) {
+		return f.desk.ApproveDeferral(f.ctx, user, o.ID, slot, crypto.SignDeferralApproval(key, slot, st))
+	}
+	_, err := approveRenewal(carol, 4, f.slots[4])
+	f.refused(err, release.ErrForbidden, "self_approval")
+	_, err = approveRenewal(holder(1), 1, f.slots[0])
+	f.refused(err, release.ErrForbidden, "bad_approval")
+	for i, slot := range []int{0, 1, 3} {
+		res, err := approveRenewal(holder(slot), slot, f.slots[slot])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Activated != (i == 2) {
+			t.Fatalf("renewal approval %d: %+v", i+1, res)
+		}
+		if i < 2 && act.DueAt.Format("2006-01-02") != first {
+			t.Fatal("the notice moved before the quorum")
+		}
+	}
+	if act.DueAt.Format("2006-01-02") != until {
+		t.Fatalf("renewed notice due %v, want %s", act.DueAt, until)
+	}
+	doc, err := f.desk.Get(f.ctx, carol, o.ID)
+	if err != nil || doc.DeferralUntil.Format("2006-01-02") != until || doc.Renewal != nil {
+		t.Fatalf("order after renewal: %+v %v", doc, err)
+	}
+	// Renewable once.
+	later := f.now().AddDate(0, 0, 30).Format("2006-01-02")
+	st2 := crypto.DeferralStatement(o.Hash(), later, ground)
+	f.refused(f.desk.RequestDeferral(f.ctx, carol, o.ID, later, ground, crypto.SignDeferralRequest(f.requester, st2)), release.ErrConflict, "renewed")
+	// The subject still sees nothing until the renewed date, even after the first one.
+	f.advance(6 * 24 * time.Hour)
+	if mine, err := f.desk.MyOrders(f.ctx, alice); err != nil || len(mine) != 0 {
+		t.Fatalf("alice sees %d orders during the renewed deferral (%v)", len(mine), err)
+	}
+}

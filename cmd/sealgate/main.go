@@ -41,10 +41,12 @@ investigation orders (the caller's Mattermost token in SEALGATE_TOKEN):
   sealgate order file --config FILE --key REQUESTER.key --form ORDER.json
                                                     file an order, signed with the requester's key
   sealgate order show ORDER --config FILE           print an order for review
-  sealgate approve ORDER --config FILE --key SLOT.key [--yes]
+  sealgate approve ORDER --config FILE --key SLOT.key [--yes] [--deferral]
                                                     review, then approve with your slot key
   sealgate reject ORDER --config FILE --key SLOT.key --reason TEXT
   sealgate order revoke ORDER --config FILE --reason TEXT
+  sealgate order defer ORDER --config FILE --key REQUESTER.key --until YYYY-MM-DD --ground TEXT
+                                                    renew a deferred notice once; then approve it with --deferral
   sealgate unseal ORDER --config FILE --format html|json|eml --out FILE
                                                     the requester's watermarked export
 

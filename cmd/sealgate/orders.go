@@ -136,7 +136,7 @@ func orderClient(fs interface {
 // cmdOrder: sealgate order file|show|revoke.
 func cmdOrder(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: sealgate order file|show|revoke", errUsage)
+		return fmt.Errorf("%w: sealgate order file|show|revoke|defer", errUsage)
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("order " + sub)
@@ -225,8 +225,44 @@ func cmdOrder(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "revoked %s: released keys wiped\n", id)
 		return nil
+	case "defer":
+		if len(args) == 0 {
+			return fmt.Errorf("%w: sealgate order defer ORDER --key REQUESTER.key --until YYYY-MM-DD --ground TEXT", errUsage)
+		}
+		id := args[0]
+		keyPath := fs.String("key", "", "the requester's key file")
+		until := fs.String("until", "", "the new end of the deferral (YYYY-MM-DD)")
+		ground := fs.String("ground", "", "why the subject may not be told yet")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if *keyPath == "" || *until == "" || *ground == "" {
+			return fmt.Errorf("%w: --key, --until and --ground are required", errUsage)
+		}
+		_, c, err := load()
+		if err != nil {
+			return err
+		}
+		doc, err := c.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		pass, err := passphrase("passphrase for "+*keyPath, false)
+		if err != nil {
+			return err
+		}
+		key, err := readSlotIdentity(*keyPath, pass)
+		if err != nil {
+			return err
+		}
+		st := crypto.DeferralStatement(doc.Order.Hash(), *until, *ground)
+		if err := c.RequestDeferral(ctx, id, *until, *ground, crypto.SignDeferralRequest(key, st)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "renewal of the deferral of %s until %s requested; it needs %d approvals (sealgate approve %s --deferral)\n", id, *until, doc.Quorum, id)
+		return nil
 	}
-	return fmt.Errorf("%w: unknown order command %q (file, show, revoke)", errUsage, sub)
+	return fmt.Errorf("%w: unknown order command %q (file, show, revoke, defer)", errUsage, sub)
 }
 
 // slotOf finds the configured slot whose public key is the identity's.
@@ -262,6 +298,7 @@ func cmdApprove(args []string, stdin io.Reader, stdout io.Writer) error {
 	load := orderClient(fs)
 	keyPath := fs.String("key", "", "your slot key file")
 	yes := fs.Bool("yes", false, "approve without typing the order id (after reviewing it elsewhere)")
+	renewal := fs.Bool("deferral", false, "approve the pending renewal of the order's deferred notice instead of the order")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -296,6 +333,12 @@ func cmdApprove(args []string, stdin io.Reader, stdout io.Writer) error {
 		return fmt.Errorf("order %s: %w; do not approve", id, err)
 	}
 	printOrder(stdout, doc)
+	if *renewal {
+		if doc.Renewal == nil {
+			return fmt.Errorf("order %s: no renewal of its deferral awaits approval", id)
+		}
+		fmt.Fprintf(stdout, "  renewal of the deferred notice until %s\n  ground: %s\n", doc.Renewal.Until, doc.Renewal.Ground)
+	}
 	if !*yes {
 		if err := confirm(stdin, stdout, id); err != nil {
 			return err
@@ -312,6 +355,18 @@ func cmdApprove(args []string, stdin io.Reader, stdout io.Writer) error {
 	slot, err := slotOf(cfg, slotKey)
 	if err != nil {
 		return err
+	}
+	if *renewal {
+		st := crypto.DeferralStatement(doc.Order.Hash(), doc.Renewal.Until, doc.Renewal.Ground)
+		res, err := c.ApproveDeferral(ctx, id, slot, crypto.SignDeferralApproval(slotKey, slot, st))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "approved the renewal of %s's deferral as slot %d (%s): %d of %d\n", id, slot, cfg.Slots[slot].Role, res.Approvals, res.Quorum)
+		if res.Activated {
+			fmt.Fprintf(stdout, "quorum reached: the notice is deferred until %s\n", doc.Renewal.Until)
+		}
+		return nil
 	}
 	esc, err := c.Escrow(ctx, id, slot)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,9 @@ var (
 	ErrDuplicateApprover = order.ErrDuplicateApprover
 	ErrSubjectBusy       = order.ErrSubjectBusy
 	ErrExists            = errors.New("an order with this id exists")
+	ErrRenewed           = errors.New("the notice's deferral has already been renewed once")
+	ErrDeferralPending   = errors.New("a renewal of the deferral is already awaiting approval")
+	ErrNoDeferral        = errors.New("no such renewal of the deferral awaits approval")
 )
 
 var scriptErrors = map[string]error{
@@ -57,6 +61,9 @@ var scriptErrors = map[string]error{
 	"DUPLICATE_APPROVER": ErrDuplicateApprover,
 	"SUBJECT_BUSY":       ErrSubjectBusy,
 	"EXISTS":             ErrExists,
+	"RENEWED":            ErrRenewed,
+	"DEFERRAL_PENDING":   ErrDeferralPending,
+	"NO_DEFERRAL":        ErrNoDeferral,
 }
 
 // Store is the Redis order store.
@@ -112,11 +119,25 @@ type Status struct {
 	ActivatedAt time.Time
 	Approvals   []Approval
 	Reason      string // rejection or revocation reason
+	// DeferralUntil is the renewed end of the notice's deferral (zero if
+	// never renewed).
+	DeferralUntil time.Time
+	// Renewal is a renewal of the deferral awaiting approval, or nil.
+	Renewal *Renewal
+}
+
+// Renewal is a requested renewal of a deferred notice.
+type Renewal struct {
+	Until     time.Time
+	Statement string // hex of the statement its signatures cover
+	Ground    string
+	Slots     []int // slots that approved it
 }
 
 func orderKey(id string) string     { return "sg:order:{" + id + "}" }
 func approvalsKey(id string) string { return "sg:order:{" + id + "}:approvals" }
 func subjectKey(s string) string    { return "sg:subject:{" + s + "}" }
+func deferralKey(id string) string  { return "sg:order:{" + id + "}:deferral" }
 
 func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
@@ -184,6 +205,34 @@ func (s *Store) Approve(ctx context.Context, id string, a Approval) (Result, err
 	return Result{Approvals: int(n), Activated: act == 1}, nil
 }
 
+//go:embed defer.lua
+var deferLua string
+var deferScript = redis.NewScript(deferLua)
+
+// RequestDeferral asks to renew an active order's deferred notice until
+// the given time; statement is what the requester and the approvers sign.
+// Once per order; one request at a time.
+func (s *Store) RequestDeferral(ctx context.Context, id string, until time.Time, statement, ground string) error {
+	_, err := s.run(ctx, deferScript, id, []string{orderKey(id), deferralKey(id)}, "request", ms(s.now()), ms(until), statement, ground)
+	return err
+}
+
+// ApproveDeferral adds one slot's approval of the pending renewal; the one
+// that completes the quorum applies it (Result.Activated).
+func (s *Store) ApproveDeferral(ctx context.Context, id string, slot int, role, approver, statement string) (Result, error) {
+	v, err := s.run(ctx, deferScript, id, []string{orderKey(id), deferralKey(id)}, "approve", ms(s.now()), slot, role, approver, statement)
+	if err != nil {
+		return Result{}, err
+	}
+	out, ok := v.([]any)
+	if !ok || len(out) != 2 {
+		return Result{}, fmt.Errorf("approve deferral of order %s: unexpected script answer", id)
+	}
+	n, _ := out[0].(int64)
+	done, _ := out[1].(int64)
+	return Result{Approvals: int(n), Activated: done == 1}, nil
+}
+
 //go:embed transition.lua
 var transitionLua string
 var transitionScript = redis.NewScript(transitionLua)
@@ -215,6 +264,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Status, error) {
 	pipe := s.rdb.TxPipeline()
 	o := pipe.HGetAll(ctx, orderKey(id))
 	ap := pipe.HGetAll(ctx, approvalsKey(id))
+	df := pipe.HGetAll(ctx, deferralKey(id))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("order %s: redis: %w", id, err)
 	}
@@ -229,6 +279,24 @@ func (s *Store) Get(ctx context.Context, id string) (*Status, error) {
 	}
 	if v, err := strconv.ParseInt(h["activated_at"], 10, 64); err == nil {
 		st.ActivatedAt = time.UnixMilli(v).UTC()
+	}
+	if v, err := strconv.ParseInt(h["deferral_until"], 10, 64); err == nil {
+		st.DeferralUntil = time.UnixMilli(v).UTC()
+	}
+	if d := df.Val(); len(d) > 0 {
+		r := &Renewal{Statement: d["statement"], Ground: d["ground"]}
+		if v, err := strconv.ParseInt(d["until"], 10, 64); err == nil {
+			r.Until = time.UnixMilli(v).UTC()
+		}
+		for k := range d {
+			if n, ok := strings.CutPrefix(k, "slot:"); ok {
+				if i, err := strconv.Atoi(n); err == nil {
+					r.Slots = append(r.Slots, i)
+				}
+			}
+		}
+		slices.Sort(r.Slots)
+		st.Renewal = r
 	}
 	apps := ap.Val()
 	roles := map[string]string{}
