@@ -2,6 +2,7 @@ package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -68,7 +69,8 @@ func (d *Desk) noticesNow(ctx context.Context, orderID string) {
 	}
 	now := d.cfg.Now().UTC()
 	for _, id := range []string{activatedNoticeID(orderID), endedNoticeID(orderID)} {
-		if err := d.cfg.Notices.Reschedule(ctx, id, now); err != nil {
+		// A notice already delivered is no longer queued: nothing to do.
+		if err := d.cfg.Notices.Reschedule(ctx, id, now); err != nil && !errors.Is(err, notice.ErrNotQueued) {
 			d.cfg.Log.Error("bring notice forward", "order", orderID, "err", err)
 		}
 	}

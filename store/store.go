@@ -8,6 +8,10 @@
 //	             key record id (16, random), blob (the sealed record)
 //	key records: id (16, random), tag (16), epoch id (16, random), blob
 //	epochs:      id (16, random), blob (signed; holds the day and the slots' HPKE encs)
+//	audit:       the hash-chained audit log (package audit): roles, keyed
+//	             pseudonyms, actions, order ids, counts — no names, no content
+//	outbox:      notices to employees (package notice): id, due time, attempts,
+//	             blob sealed under a gateway key (the recipient is inside)
 //
 // There is no employee id, channel id, post id, file name or content column.
 // Two days of one employee have unrelated tags, so the store alone cannot

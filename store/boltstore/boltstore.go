@@ -71,7 +71,7 @@ var (
 	keyEpochs     = []byte("epochs")
 	keyBytes      = []byte("bytes")
 
-	allBuckets = [][]byte{bktRefs, bktRecords, bktKeyRecs, bktKeyRecIdx, bktEpochs, bktMeta, bktAudit}
+	allBuckets = [][]byte{bktRefs, bktRecords, bktKeyRecs, bktKeyRecIdx, bktEpochs, bktMeta, bktAudit, bktOutbox, bktOutboxDue}
 )
 
 const (

@@ -86,6 +86,16 @@ var migrations = []string{
 		FOR EACH ROW EXECUTE FUNCTION audit_append_only();
 	CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit
 		FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();`,
+
+	// 3: the notice outbox (see outbox.go): id and schedule in clear, the
+	// notice sealed in blob.
+	`CREATE TABLE outbox (
+		id       text COLLATE "C" PRIMARY KEY CHECK (octet_length(id) BETWEEN 1 AND 64),
+		due      bigint  NOT NULL,
+		attempts integer NOT NULL CHECK (attempts >= 0),
+		blob     bytea   NOT NULL CHECK (length(blob) > 0)
+	);
+	CREATE INDEX outbox_due_id ON outbox (due, id);`,
 }
 
 // migrationLock is the pg_advisory_xact_lock key serializing migrations

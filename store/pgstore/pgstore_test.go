@@ -133,6 +133,7 @@ func testSchemaColumns(t *testing.T, cluster string) {
 	}
 	want := "audit.action audit.actor_pseudonym audit.actor_role audit.detail audit.hash audit.object audit.order_id audit.prev audit.seq audit.time " +
 		"epochs.blob epochs.id key_records.blob key_records.epoch_id key_records.id key_records.tag " +
+		"outbox.attempts outbox.blob outbox.due outbox.id " +
 		"records.blob records.hour records.key_record_id records.ref records.tag"
 	if got := strings.Join(cols, " "); got != want {
 		t.Fatalf("columns:\n got %s\nwant %s", got, want)
