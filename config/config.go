@@ -91,6 +91,11 @@ type Orders struct {
 	DPO []string `yaml:"dpo"`
 	// VetoRoles are slot roles whose single rejection rejects an order.
 	VetoRoles []string `yaml:"veto_roles"`
+	// PluginSecret is shared with the sealgate Mattermost plugin, whose
+	// /sealgate command asks /v1/me/orders for the user Mattermost
+	// authenticated. At least 32 characters; empty disables it. Env:
+	// SEALGATE_PLUGIN_SECRET.
+	PluginSecret string `yaml:"plugin_secret"`
 	// Grace is how long an order's record outlives its expiry in Redis, for
 	// closure and notices. Default 24h.
 	Grace Duration `yaml:"grace"`
@@ -211,6 +216,7 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 		"SEALGATE_LISTEN_ORDERS":        &c.Listen.Orders,
 		"SEALGATE_MATTERMOST_URL":       &c.Mattermost.URL,
 		"SEALGATE_MATTERMOST_BOT_TOKEN": &c.Mattermost.BotToken,
+		"SEALGATE_PLUGIN_SECRET":        &c.Orders.PluginSecret,
 	}
 	for name, dst := range strs {
 		if v, ok := lookup(name); ok {
@@ -285,6 +291,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Mattermost.CheckpointChannel != "" && (c.Mattermost.BotToken == "" || c.Mattermost.URL == "" || c.Mattermost.CheckpointEvery.Duration < time.Minute) {
 		bad("mattermost.checkpoint_channel: needs mattermost.url, mattermost.bot_token and checkpoint_every of at least 1m")
+	}
+	if s := c.Orders.PluginSecret; s != "" && (len(s) < 32 || s == c.IngestToken) {
+		bad("orders.plugin_secret: at least 32 characters, and not the ingest token")
 	}
 	if c.Orders.Grace.Duration < 0 || c.Orders.Grace.Duration > 7*24*time.Hour {
 		bad("orders.grace: %s, must be between 0 and 168h", c.Orders.Grace)

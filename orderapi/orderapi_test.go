@@ -34,6 +34,8 @@ const (
 	channel  = "8s6ug79ctbfp8bm4q1fdjfjxho"
 )
 
+const pluginSecret = "0123456789abcdef0123456789abcdef-plugin"
+
 func holder(i int) string { return fmt.Sprintf("holder%dholder%dholder%dholdr", i, i, i) }
 
 // token is a person's Mattermost token in the fake server: 26 characters.
@@ -150,7 +152,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.api = httptest.NewServer((&orderapi.Server{Desk: desk, Auth: auth}).Handler())
+	e.api = httptest.NewServer((&orderapi.Server{Desk: desk, Auth: auth, PluginSecret: pluginSecret}).Handler())
 	t.Cleanup(e.api.Close)
 	return e
 }
@@ -386,5 +388,39 @@ func TestSelfService(t *testing.T) {
 	}
 	if _, err := (&orderapi.Client{BaseURL: e.api.URL}).MyAccesses(ctx); status(t, err) != http.StatusUnauthorized {
 		t.Fatalf("no token: %v", err)
+	}
+}
+
+// TestPluginSelfService: the /sealgate command's path — the plugin's secret
+// with the user Mattermost authenticated — reaches /v1/me and nothing else.
+func TestPluginSelfService(t *testing.T) {
+	e := newEnv(t)
+	get := func(path, secret, user string) int {
+		req, _ := http.NewRequest(http.MethodGet, e.api.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		req.Header.Set(orderapi.PluginUserHeader, user)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		path, secret, user string
+		want               int
+	}{
+		{"/v1/me/orders", pluginSecret, alice, http.StatusOK},
+		{"/v1/me/accesses", pluginSecret, bob, http.StatusOK},
+		{"/v1/me/orders", pluginSecret + "x", alice, http.StatusUnauthorized},
+		{"/v1/me/orders", "", alice, http.StatusUnauthorized},
+		{"/v1/me/orders", pluginSecret, "not-an-id", http.StatusUnauthorized},
+		{"/v1/orders/rules", pluginSecret, carol, http.StatusUnauthorized},
+		{"/v1/orders/rules", token(carol), carol, http.StatusUnauthorized},
+		{"/v1/me/orders/ord_aaaaaaaaaaaaaaaaaaaaaaaaaa/messages?format=json", pluginSecret, alice, http.StatusUnauthorized},
+	} {
+		if got := get(c.path, c.secret, c.user); got != c.want {
+			t.Errorf("%s as %s with secret %.8q: %d, want %d", c.path, c.user, c.secret, got, c.want)
+		}
 	}
 }

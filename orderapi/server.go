@@ -40,6 +40,7 @@ package orderapi
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/sealgate/sealgate/export"
 	"github.com/sealgate/sealgate/mmauth"
@@ -64,7 +66,15 @@ type Server struct {
 	Desk *release.Desk
 	Auth Authenticator
 	Log  *slog.Logger
+	// PluginSecret lets the sealgate Mattermost plugin ask /v1/me/orders and
+	// /v1/me/accesses on behalf of the user who typed /sealgate
+	// (X-Sealgate-Plugin-User), which Mattermost authenticated. Empty
+	// disables it. Nothing else is reachable with it.
+	PluginSecret string
 }
+
+// PluginUserHeader names the user the plugin asks for.
+const PluginUserHeader = "X-Sealgate-Plugin-User"
 
 // maxRequest bounds a request body: an order, or an approval of a 90-day
 // window (a few hundred bytes per key record).
@@ -84,13 +94,35 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/orders/{id}/deferral/approvals", s.authed(s.approveDeferral))
 	mux.HandleFunc("GET /v1/orders/{id}/messages", s.authed(s.messages))
 	mux.HandleFunc("GET /v1/orders/{id}/export", s.authed(s.export))
-	mux.HandleFunc("GET /v1/me/orders", s.authed(s.myOrders))
-	mux.HandleFunc("GET /v1/me/accesses", s.authed(s.myAccesses))
+	mux.HandleFunc("GET /v1/me/orders", s.selfService(s.myOrders))
+	mux.HandleFunc("GET /v1/me/accesses", s.selfService(s.myAccesses))
 	mux.HandleFunc("GET /v1/me/orders/{id}/messages", s.authed(s.myMessages))
 	return mux
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, user string) error
+
+// selfService accepts, besides a user's own token, the plugin's secret with
+// the user id Mattermost authenticated for the /sealgate command.
+func (s *Server) selfService(h handler) http.HandlerFunc {
+	user := s.authed(h)
+	return func(w http.ResponseWriter, r *http.Request) {
+		uid := r.Header.Get(PluginUserHeader)
+		if uid == "" {
+			user(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if s.PluginSecret == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.PluginSecret)) != 1 || !order.IsMattermostID(uid) {
+			s.fail(w, r, fmt.Errorf("%w: plugin credentials refused", mmauth.ErrUnauthorized))
+			return
+		}
+		if err := h(w, r, uid); err != nil {
+			s.fail(w, r, err)
+		}
+	}
+}
 
 // authed validates the caller's token and turns a handler's error into a
 // JSON error response.
@@ -98,6 +130,9 @@ func (s *Server) authed(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		token, err := mmauth.TokenFromRequest(r)
+		if err == nil && r.Header.Get(PluginUserHeader) != "" {
+			err = fmt.Errorf("%w: the plugin may only ask for /v1/me", mmauth.ErrUnauthorized)
+		}
 		if err == nil && r.Header.Get("Authorization") == "" && r.Header.Get("X-Requested-With") != "XMLHttpRequest" {
 			err = fmt.Errorf("%w: a cookie token needs X-Requested-With: XMLHttpRequest", mmauth.ErrUnauthorized)
 		}

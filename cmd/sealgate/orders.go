@@ -41,7 +41,7 @@ func (rt *gatewayRuntime) attachOrders(cfg *config.Config, rdb redis.UniversalCl
 	if err != nil {
 		return err
 	}
-	rt.orders = (&orderapi.Server{Desk: desk, Auth: auth, Log: rt.log}).Handler()
+	rt.orders = (&orderapi.Server{Desk: desk, Auth: auth, Log: rt.log, PluginSecret: cfg.Orders.PluginSecret}).Handler()
 	if cfg.Mattermost.CheckpointChannel != "" {
 		rt.checkpoint = &audit.MattermostPublisher{BaseURL: cfg.Mattermost.URL, BotToken: cfg.Mattermost.BotToken, ChannelID: cfg.Mattermost.CheckpointChannel}
 		rt.checkpointEvery = cfg.Mattermost.CheckpointEvery.Duration
