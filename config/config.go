@@ -49,6 +49,10 @@ type Config struct {
 	Mattermost Mattermost `yaml:"mattermost"`
 	// Orders configures investigation orders and who may act on them.
 	Orders Orders `yaml:"orders"`
+	// Notices configures how the subject of an order is told.
+	Notices Notices `yaml:"notices"`
+	// Intake configures capture paths besides the plugin.
+	Intake Intake `yaml:"intake"`
 
 	dir string
 }
@@ -102,6 +106,55 @@ type Orders struct {
 	// Rules tighten the built-in limits (order.DefaultRules); they can never
 	// loosen them.
 	Rules order.Rules `yaml:"rules"`
+}
+
+// Notices configures the notices to employees. They are required whenever
+// the order API runs: no order can be released without telling its subject.
+type Notices struct {
+	// BotUserID is the sealgate bot's user id; its token is
+	// mattermost.bot_token. The bot sends the direct messages.
+	BotUserID string `yaml:"bot_user_id"`
+	// DPOContact and Authority are the contacts the notice gives for a
+	// complaint. Authority defaults to the Autoriteit Persoonsgegevens.
+	DPOContact string `yaml:"dpo_contact"`
+	Authority  string `yaml:"authority"`
+	// Templates is a directory of overriding templates (activated.en.tmpl,
+	// ended.nl.tmpl, …); empty uses the built-in English and Dutch texts.
+	Templates string `yaml:"templates"`
+	// EscalationChannel is the channel id of the compliance channel told
+	// when a notice cannot be delivered after repeated attempts.
+	EscalationChannel string `yaml:"escalation_channel"`
+	// Mail is the second channel (and the fallback when Mattermost fails).
+	Mail NoticeMail `yaml:"mail"`
+}
+
+// NoticeMail is the SMTP submission server for e-mail notices. STARTTLS is
+// required (or implicit TLS); credentials are never sent in clear.
+type NoticeMail struct {
+	Addr        string `yaml:"addr"` // host:port; empty disables e-mail
+	From        string `yaml:"from"`
+	Username    string `yaml:"username"`
+	Password    string `yaml:"password"`  // Env: SEALGATE_MAIL_PASSWORD
+	Mechanism   string `yaml:"mechanism"` // plain (default), login, xoauth2, oauthbearer (the password is the token)
+	ImplicitTLS bool   `yaml:"implicit_tls"`
+}
+
+// Intake configures the SMTP intake of Mattermost's Global Relay
+// compliance export.
+type Intake struct {
+	SMTP SMTPIntake `yaml:"smtp"`
+}
+
+// SMTPIntake is the Global Relay SMTP intake; empty Listen disables it.
+type SMTPIntake struct {
+	Listen    string `yaml:"listen"` // Env: SEALGATE_SMTP_LISTEN
+	Domain    string `yaml:"domain"`
+	CertFile  string `yaml:"cert_file"`
+	KeyFile   string `yaml:"key_file"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`  // Env: SEALGATE_SMTP_PASSWORD
+	Recipient string `yaml:"recipient"` // the only address accepted
+	MaxBytes  int64  `yaml:"max_bytes"` // default 400 MiB
 }
 
 // Requester is a compliance officer who may file orders.
@@ -217,6 +270,9 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 		"SEALGATE_MATTERMOST_URL":       &c.Mattermost.URL,
 		"SEALGATE_MATTERMOST_BOT_TOKEN": &c.Mattermost.BotToken,
 		"SEALGATE_PLUGIN_SECRET":        &c.Orders.PluginSecret,
+		"SEALGATE_MAIL_PASSWORD":        &c.Notices.Mail.Password,
+		"SEALGATE_SMTP_LISTEN":          &c.Intake.SMTP.Listen,
+		"SEALGATE_SMTP_PASSWORD":        &c.Intake.SMTP.Password,
 	}
 	for name, dst := range strs {
 		if v, ok := lookup(name); ok {
@@ -291,6 +347,23 @@ func (c *Config) Validate() error {
 	}
 	if c.Mattermost.CheckpointChannel != "" && (c.Mattermost.BotToken == "" || c.Mattermost.URL == "" || c.Mattermost.CheckpointEvery.Duration < time.Minute) {
 		bad("mattermost.checkpoint_channel: needs mattermost.url, mattermost.bot_token and checkpoint_every of at least 1m")
+	}
+	if c.Listen.Orders != "" {
+		n := c.Notices
+		if !order.IsMattermostID(n.BotUserID) || c.Mattermost.BotToken == "" || n.DPOContact == "" {
+			bad("notices: the order API needs notices: notices.bot_user_id, mattermost.bot_token and notices.dpo_contact")
+		}
+	}
+	if m := c.Notices.Mail; m.Addr != "" && (m.From == "" || !strings.Contains(m.Addr, ":")) {
+		bad("notices.mail: addr must be host:port and from is required")
+	}
+	switch c.Notices.Mail.Mechanism {
+	case "", "plain", "login", "xoauth2", "oauthbearer":
+	default:
+		bad("notices.mail.mechanism: %q is not plain, login, xoauth2 or oauthbearer", c.Notices.Mail.Mechanism)
+	}
+	if i := c.Intake.SMTP; i.Listen != "" && (i.CertFile == "" || i.KeyFile == "" || i.Username == "" || len(i.Password) < 12 || i.Recipient == "") {
+		bad("intake.smtp: cert_file, key_file, username, password (≥ 12 characters) and recipient are required")
 	}
 	if s := c.Orders.PluginSecret; s != "" && (len(s) < 32 || s == c.IngestToken) {
 		bad("orders.plugin_secret: at least 32 characters, and not the ingest token")

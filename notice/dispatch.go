@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -63,6 +64,9 @@ type Dispatcher struct {
 	// EscalateAfter is the number of failed attempts between escalations;
 	// default 5.
 	EscalateAfter int
+
+	wakeOnce sync.Once
+	wake     chan struct{}
 }
 
 // DefaultBackoff is the default Dispatcher.Backoff: 1 minute after the
@@ -98,8 +102,23 @@ func (d *Dispatcher) Run(ctx context.Context, interval time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-d.wakeup():
 		}
 	}
+}
+
+// Wake makes Run look at the outbox now rather than at its next tick: the
+// desk calls it after queueing a notice that is due at once.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wakeup() <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Dispatcher) wakeup() chan struct{} {
+	d.wakeOnce.Do(func() { d.wake = make(chan struct{}, 1) })
+	return d.wake
 }
 
 // RunOnce delivers every notice due now, each through the first Sender

@@ -32,7 +32,12 @@ func (rt *gatewayRuntime) attachOrders(cfg *config.Config, rdb redis.UniversalCl
 		return errors.New("the configured store cannot hold the audit log")
 	}
 	rt.auditLog = audit.New(backend, nil)
-	desk, err := newDesk(cfg, rt.keys, rt.store, rt.auditLog, redisstore.New(rdb, cfg.Orders.Grace.Duration, nil))
+	nr, err := rt.newNotices(cfg, func() *release.Desk { return rt.desk })
+	if err != nil {
+		return err
+	}
+	rt.notices = nr
+	desk, err := newDesk(cfg, rt.keys, rt.store, rt.auditLog, redisstore.New(rdb, cfg.Orders.Grace.Duration, nil), wakingOutbox{nr.outbox, nr.dispatcher})
 	if err != nil {
 		return err
 	}
@@ -50,7 +55,7 @@ func (rt *gatewayRuntime) attachOrders(cfg *config.Config, rdb redis.UniversalCl
 }
 
 // newDesk wires a release desk from the configuration.
-func newDesk(cfg *config.Config, keys *crypto.GatewayKeys, st store.Store, log *audit.Log, orders *redisstore.Store) (*release.Desk, error) {
+func newDesk(cfg *config.Config, keys *crypto.GatewayKeys, st store.Store, log *audit.Log, orders *redisstore.Store, notices release.Notices) (*release.Desk, error) {
 	rules, err := cfg.Rules()
 	if err != nil {
 		return nil, err
@@ -74,7 +79,7 @@ func newDesk(cfg *config.Config, keys *crypto.GatewayKeys, st store.Store, log *
 	return release.New(release.Config{
 		Orders: orders, Store: st, Keys: keys, Audit: log, Slots: slots, Quorum: cfg.Quorum,
 		Requesters: requesters, Auditors: cfg.Orders.Auditors, DPO: cfg.Orders.DPO,
-		VetoRoles: cfg.Orders.VetoRoles, Rules: rules,
+		VetoRoles: cfg.Orders.VetoRoles, Rules: rules, Notices: notices,
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,9 +29,18 @@ const (
 func holderID(i int) string      { return fmt.Sprintf("holder%dholder%dholder%dholdr", i, i, i) }
 func tokenOf(user string) string { return "t" + user[1:] }
 
+const (
+	botUserID = "i8p86y7at78kbpor7j5myu77uw"
+	botToken  = "b0tt0kenb0tt0kenb0tt0kenbo"
+)
+
+// dm is a direct message the fake server received from the bot.
+type dm struct{ to, message string }
+
 // fakeMattermost answers /api/v4/users/me for the people above, in the
-// recorded 9.11 shape.
-func fakeMattermost(t *testing.T) string {
+// recorded 9.11 shape, and takes the bot's direct messages
+// (POST /api/v4/channels/direct, then POST /api/v4/posts).
+func fakeMattermost(t *testing.T, dms chan<- dm) string {
 	raw, err := os.ReadFile("../../../shared/fixtures/mattermost-9.11/http/users-me.json")
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +55,49 @@ func fakeMattermost(t *testing.T) string {
 	for _, u := range []string{alice, bob, carol, holderID(0), holderID(1), holderID(2), holderID(3), holderID(4)} {
 		users["Bearer "+tokenOf(u)] = u
 	}
+	channels := map[string]string{} // DM channel id → user
+	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Authorization"), "Bearer "+botToken) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case r.Method == http.MethodPost && r.URL.Path == "/api/v4/channels/direct":
+				var pair []string
+				if json.NewDecoder(r.Body).Decode(&pair) != nil || len(pair) != 2 || pair[0] != botUserID {
+					w.WriteHeader(http.StatusBadRequest)
+					return
+				}
+				id := fmt.Sprintf("dmchannel%017d", len(channels))
+				channels[id] = pair[1]
+				w.WriteHeader(http.StatusCreated)
+				json.NewEncoder(w).Encode(map[string]any{"id": id, "type": "D", "name": pair[0] + "__" + pair[1]})
+			case r.Method == http.MethodPost && r.URL.Path == "/api/v4/posts":
+				var p struct {
+					ChannelID string `json:"channel_id"`
+					Message   string `json:"message"`
+				}
+				json.NewDecoder(r.Body).Decode(&p)
+				to, ok := channels[p.ChannelID]
+				if !ok {
+					w.WriteHeader(http.StatusForbidden)
+					return
+				}
+				dms <- dm{to: to, message: p.Message}
+				w.WriteHeader(http.StatusCreated)
+				json.NewEncoder(w).Encode(map[string]any{"id": "p" + p.ChannelID[1:], "channel_id": p.ChannelID})
+			case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/api/v4/users/"):
+				body := map[string]any{}
+				for k, v := range fx.Response.Body {
+					body[k] = v
+				}
+				body["id"], body["email"], body["locale"] = strings.TrimPrefix(r.URL.Path, "/api/v4/users/"), "", "nl"
+				json.NewEncoder(w).Encode(body)
+			default:
+				w.WriteHeader(http.StatusNotFound)
+			}
+			return
+		}
 		u, ok := users[r.Header.Get("Authorization")]
 		if !ok || r.URL.Path != "/api/v4/users/me" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -101,7 +153,11 @@ func TestOrderCommands(t *testing.T) {
 	rs := testredis.Start(t)
 	cfg.Redis.Addr = rs.Addr()
 	cfg.Listen.Admin, cfg.Listen.Orders = addr(t), addr(t)
-	cfg.Mattermost.URL = fakeMattermost(t)
+	dms := make(chan dm, 16)
+	cfg.Mattermost.URL = fakeMattermost(t, dms)
+	cfg.Mattermost.BotToken = botToken
+	cfg.Notices.BotUserID = botUserID
+	cfg.Notices.DPOContact = "privacy@example.test"
 	cfg.Orders.Requesters = []config.Requester{{UserID: carol, PublicKey: "requester.key.pub"}}
 	cfg.Orders.VetoRoles = []string{"works-council"}
 	for i := range cfg.Slots {
@@ -192,6 +248,9 @@ func TestOrderCommands(t *testing.T) {
 			t.Fatalf("approval %d: %s", i+1, out)
 		}
 	}
+	// The subject is told, in Dutch (their locale), by the sealgate bot.
+	expectDM(t, dms, alice, id, "ingezien")
+
 	exp := filepath.Join(dir, "export.json")
 	if _, err := sealgate(t, carol, "unseal", id, "--config", cfgPath, "--format", "json", "--out", exp); err != nil {
 		t.Fatal(err)
@@ -206,6 +265,8 @@ func TestOrderCommands(t *testing.T) {
 	if _, err := sealgate(t, carol, "order", "revoke", id, "--config", cfgPath, "--reason", "done"); err != nil {
 		t.Fatal(err)
 	}
+	// Closure: the closing notice says how it ended and what was read.
+	expectDM(t, dms, alice, id, "ingetrokken")
 	if _, err := sealgate(t, carol, "unseal", id, "--config", cfgPath, "--format", "html", "--out", filepath.Join(dir, "y.html")); err == nil || !strings.Contains(err.Error(), "410") {
 		t.Fatalf("unseal after revocation: %v", err)
 	}
@@ -218,6 +279,19 @@ func TestOrderCommands(t *testing.T) {
 	}
 	if strings.Contains(serveLog.String(), "day 3 from") {
 		t.Fatal("serve logged message content")
+	}
+}
+
+// expectDM waits for the bot's direct message to user about the order.
+func expectDM(t *testing.T, dms <-chan dm, user, orderID, word string) {
+	t.Helper()
+	select {
+	case m := <-dms:
+		if m.to != user || !strings.Contains(m.message, orderID) || !strings.Contains(strings.ToLower(m.message), word) {
+			t.Fatalf("direct message to %s:\n%s\nwant one to %s about %s saying %q", m.to, m.message, user, orderID, word)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no notice reached %s about %s", user, orderID)
 	}
 }
 

@@ -104,6 +104,7 @@ type gatewayRuntime struct {
 	checkpoint      *audit.MattermostPublisher
 	checkpointEvery time.Duration
 	auditLog        *audit.Log
+	notices         *noticeRuntime
 }
 
 func openGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*gatewayRuntime, error) {
@@ -178,6 +179,11 @@ func (rt *gatewayRuntime) serve(ctx context.Context, ln, ordersLn net.Listener) 
 		servers = append(servers, newServer(rt.orders))
 		listeners = append(listeners, ordersLn)
 		go rt.sweepOrders(ctx)
+		go func() {
+			if err := rt.notices.dispatcher.Run(ctx, 30*time.Second); err != nil {
+				rt.log.Error("notice dispatcher stopped", "err", err)
+			}
+		}()
 		if rt.checkpoint != nil {
 			go audit.PublishLoop(ctx, rt.auditLog, rt.checkpoint, rt.checkpointEvery, func(err error) {
 				rt.log.Warn("audit checkpoint not published", "err", err)
