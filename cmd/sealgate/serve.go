@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sealgate/sealgate/audit"
+	"github.com/sealgate/sealgate/capture/smtpintake"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway"
@@ -80,6 +81,23 @@ func serveConfig(ctx context.Context, cfg *config.Config, stdout, stderr io.Writ
 			return fmt.Errorf("listen %s: %w", cfg.Listen.Orders, err)
 		}
 		fmt.Fprintf(stdout, "order API on %s\n", ordersLn.Addr())
+	}
+	if cfg.Intake.SMTP.Listen != "" {
+		intake, err := gw.newSMTPIntake(cfg)
+		if err != nil {
+			return err
+		}
+		smtpLn, err := net.Listen("tcp", cfg.Intake.SMTP.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Intake.SMTP.Listen, err)
+		}
+		fmt.Fprintf(stdout, "SMTP intake on %s\n", smtpLn.Addr())
+		go func() {
+			if err := intake.Serve(smtpLn); err != nil && !errors.Is(err, smtpintake.ErrServerClosed) {
+				log.Error("smtp intake stopped", "err", err)
+			}
+		}()
+		defer intake.Close()
 	}
 	ln, err := net.Listen("tcp", cfg.Listen.Admin)
 	if err != nil {
