@@ -171,7 +171,7 @@ func TestOrderCommands(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var serveOut, serveLog bytes.Buffer
+	var serveOut, serveLog lockedBuffer
 	go func() { done <- serveConfig(ctx, cfg, &serveOut, &serveLog) }()
 	t.Cleanup(func() {
 		cancel()
@@ -304,4 +304,23 @@ func waitFor(t *testing.T, url string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s never answered", url)
+}
+
+// lockedBuffer is a bytes.Buffer that serve's goroutines may write while
+// the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
