@@ -60,6 +60,9 @@ type Batch struct {
 	Records    []Record
 	KeyRecords []KeyRecord
 	Epochs     []Epoch
+	// Inserted is set by Put: the refs of the records it inserted (not
+	// those already stored), so that callers count each event once.
+	Inserted []crypto.Ref
 }
 
 // Stats are counts over the whole store; they say nothing about a person.
@@ -75,7 +78,8 @@ type Store interface {
 	// Put writes the batch atomically and durably (committed and synced
 	// before it returns). A record whose ref is already stored is skipped;
 	// key records and epochs are inserted if absent. It returns the number
-	// of records inserted. On error nothing of the batch is stored.
+	// of records inserted and lists their refs in b.Inserted. On error
+	// nothing of the batch is stored.
 	Put(ctx context.Context, b *Batch) (inserted int, err error)
 	// HasRef reports whether a record with this ref is stored.
 	HasRef(ctx context.Context, ref crypto.Ref) (bool, error)

@@ -257,6 +257,7 @@ func putTx(tx *bolt.Tx, b *store.Batch) (int, error) {
 		return 0, err
 	}
 	before := c
+	b.Inserted = b.Inserted[:0] // a retried group starts again
 
 	for i := range b.Epochs {
 		e := &b.Epochs[i]
@@ -306,6 +307,7 @@ func putTx(tx *bolt.Tx, b *store.Batch) (int, error) {
 		c.records++
 		c.bytes += int64(len(r.Blob))
 		inserts++
+		b.Inserted = append(b.Inserted, r.Ref)
 	}
 
 	if c != before {

@@ -127,7 +127,8 @@ const (
 	insertRecords = `INSERT INTO records (ref, tag, hour, key_record_id, blob)
 		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::bytea[]) AS u(ref, tag, hour, key_record_id, blob)
 		ORDER BY ref
-		ON CONFLICT (ref) DO NOTHING`
+		ON CONFLICT (ref) DO NOTHING
+		RETURNING ref`
 )
 
 var errClosed = errors.New("store is closed")
@@ -250,10 +251,11 @@ func (s *Store) Put(ctx context.Context, b *store.Batch) (int, error) {
 	}
 	var err error
 	for attempt := 1; ; attempt++ {
-		var n int
-		n, err = s.send(ctx, batch, len(b.Records) > 0)
+		var inserted []crypto.Ref
+		inserted, err = s.send(ctx, batch, len(b.Records) > 0)
 		if err == nil {
-			return n, nil
+			b.Inserted = inserted
+			return len(inserted), nil
 		}
 		if attempt == putAttempts || !retryable(err) || ctx.Err() != nil {
 			break
@@ -266,27 +268,42 @@ func (s *Store) Put(ctx context.Context, b *store.Batch) (int, error) {
 	return 0, fmt.Errorf("put batch: %w", err)
 }
 
-// send runs the batch as one implicit transaction and returns the number of
-// records inserted (the result of the last statement when hasRecords).
-func (s *Store) send(ctx context.Context, batch *pgx.Batch, hasRecords bool) (int, error) {
+// send runs the batch as one implicit transaction and returns the refs of
+// the records inserted (what the last statement returns when hasRecords).
+func (s *Store) send(ctx context.Context, batch *pgx.Batch, hasRecords bool) ([]crypto.Ref, error) {
 	br := s.pool.SendBatch(ctx, batch)
-	var tag pgconn.CommandTag
+	var inserted []crypto.Ref
 	var err error
-	for i := 0; i < batch.Len(); i++ {
-		if tag, err = br.Exec(); err != nil {
+	for i := 0; i < batch.Len() && err == nil; i++ {
+		if i < batch.Len()-1 || !hasRecords {
+			_, err = br.Exec()
+			continue
+		}
+		var rows pgx.Rows
+		if rows, err = br.Query(); err != nil {
 			break
+		}
+		for rows.Next() {
+			var ref []byte
+			if err = rows.Scan(&ref); err != nil {
+				break
+			}
+			var r crypto.Ref
+			copy(r[:], ref)
+			inserted = append(inserted, r)
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
 		}
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if !hasRecords {
-		return 0, nil
-	}
-	return int(tag.RowsAffected()), nil
+	return inserted, nil
 }
 
 func retryable(err error) bool {

@@ -219,6 +219,21 @@ func mustPut(t *testing.T, s store.Store, b *store.Batch, want int) {
 	if n != want {
 		t.Fatalf("Put inserted %d, want %d", n, want)
 	}
+	// Inserted lists each inserted record once, and only records of the batch.
+	inBatch := map[crypto.Ref]bool{}
+	for _, r := range b.Records {
+		inBatch[r.Ref] = true
+	}
+	seen := map[crypto.Ref]bool{}
+	for _, ref := range b.Inserted {
+		if !inBatch[ref] || seen[ref] {
+			t.Fatalf("Inserted lists ref %x twice or not of the batch", ref[:4])
+		}
+		seen[ref] = true
+	}
+	if len(b.Inserted) != want {
+		t.Fatalf("Inserted lists %d refs, Put said %d", len(b.Inserted), want)
+	}
 }
 
 func mustStats(t *testing.T, s store.Store, want store.Stats) {
@@ -415,6 +430,11 @@ func testMixed(t *testing.T, open func(t *testing.T) store.Store) {
 	})
 
 	mustPut(t, s, &mixed, len(b.batch.Records))
+	for _, ref := range mixed.Inserted {
+		if !slices.ContainsFunc(b.batch.Records, func(r store.Record) bool { return r.Ref == ref }) {
+			t.Fatalf("Inserted lists a record that was already stored")
+		}
+	}
 	checkAll(t, s, &a.batch)
 	checkAll(t, s, &b.batch)
 	mustStats(t, s, statsOf(&a.batch, &b.batch))
