@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/internal/synth"
+	"github.com/sealgate/sealgate/redact"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/store/boltstore"
 )
@@ -73,11 +74,27 @@ func runIngestBench(b *testing.B, h http.Handler, batches [][]byte) {
 
 func BenchmarkIngest(b *testing.B) {
 	batches := benchBatches(b)
-	g := newBenchGateway(b)
+	g := newBenchGateway(b, nil)
 	runIngestBench(b, g, batches)
 }
 
-func newBenchGateway(b *testing.B) http.Handler {
+// BenchmarkIngestAggregated is BenchmarkIngest with the k-anonymous
+// aggregates counting every stored event: the ratio of the two is the
+// aggregation overhead on the ingest path.
+func BenchmarkIngestAggregated(b *testing.B) {
+	batches := benchBatches(b)
+	agg, err := redact.New(redact.Config{K: redact.MinK})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := newBenchGateway(b, agg)
+	runIngestBench(b, g, batches)
+	if agg.Stats().Observed == 0 {
+		b.Fatal("nothing was aggregated")
+	}
+}
+
+func newBenchGateway(b *testing.B, agg *redact.Aggregator) http.Handler {
 	keys, _ := crypto.NewGatewayKeys()
 	var slots []crypto.Recipient
 	for i := 0; i < 5; i++ {
@@ -89,7 +106,7 @@ func newBenchGateway(b *testing.B) http.Handler {
 		b.Fatal(err)
 	}
 	st := benchStore(b)
-	s := &Server{Pipeline: &Pipeline{Sealer: sealer, Keys: keys, Store: st}, Token: token,
+	s := &Server{Pipeline: &Pipeline{Sealer: sealer, Keys: keys, Store: st, Aggregates: agg}, Token: token,
 		Limits: Limits{MaxPostBytes: 1 << 20, MaxBatchEvents: 1000}, MaxBodyBytes: 32 << 20, Log: discardLog()}
 	return s.Handler(NewMetrics(func() float64 { return 0 }))
 }

@@ -35,6 +35,16 @@ type wireBatch struct {
 	Events []json.RawMessage `json:"events"`
 }
 
+// Event is one parsed ingest event: the crypto.Event that is sealed, and
+// the few clear facts the aggregates count (package redact). Those facts
+// are never stored per event; they only feed the in-memory aggregator.
+type Event struct {
+	crypto.Event
+	Team        string // the channel's team id, when the capture path knows it
+	ChannelType byte   // 'O', 'P', 'D', 'G', or 0 when unknown
+	Files       int    // files attached (posts) or 1 (a file event)
+}
+
 // wireEvent is one event as the plugin sends it. Post is a Mattermost
 // model.Post in its own JSON form; only the fields below are read in clear,
 // the whole event is sealed as received.
@@ -44,18 +54,23 @@ type wireEvent struct {
 	OldPost   json.RawMessage `json:"old_post,omitempty"`
 	DeletedAt int64           `json:"deleted_at,omitempty"`
 	File      *fileHeader     `json:"file,omitempty"`
+	// TeamID and ChannelType describe the post's channel for the
+	// aggregates; the plugin adds them, other capture paths may not.
+	TeamID      string `json:"team_id,omitempty"`
+	ChannelType string `json:"channel_type,omitempty"`
 }
 
 // postHeader holds the model.Post fields the gateway needs; the JSON names
 // are Mattermost's (a test keeps them in step with model.Post).
 type postHeader struct {
-	ID        string `json:"id"`
-	UserID    string `json:"user_id"`
-	ChannelID string `json:"channel_id"`
-	CreateAt  int64  `json:"create_at"`
-	UpdateAt  int64  `json:"update_at"`
-	EditAt    int64  `json:"edit_at"`
-	DeleteAt  int64  `json:"delete_at"`
+	ID        string   `json:"id"`
+	UserID    string   `json:"user_id"`
+	ChannelID string   `json:"channel_id"`
+	CreateAt  int64    `json:"create_at"`
+	UpdateAt  int64    `json:"update_at"`
+	EditAt    int64    `json:"edit_at"`
+	DeleteAt  int64    `json:"delete_at"`
+	FileIDs   []string `json:"file_ids"`
 }
 
 // fileHeader holds the fields of a file upload event the gateway needs
@@ -74,7 +89,7 @@ const maxClockSkew = 24 * time.Hour
 
 // ParseBatch parses and validates an ingest body into events. It refuses the
 // whole batch on the first bad event.
-func ParseBatch(body []byte, lim Limits, now time.Time) ([]crypto.Event, error) {
+func ParseBatch(body []byte, lim Limits, now time.Time) ([]Event, error) {
 	var b wireBatch
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&b); err != nil {
@@ -89,7 +104,7 @@ func ParseBatch(body []byte, lim Limits, now time.Time) ([]crypto.Event, error) 
 	if len(b.Events) > lim.MaxBatchEvents {
 		return nil, &BadRequestError{Status: 413, Reason: fmt.Sprintf("batch has %d events, limit is %d", len(b.Events), lim.MaxBatchEvents)}
 	}
-	out := make([]crypto.Event, len(b.Events))
+	out := make([]Event, len(b.Events))
 	for i, raw := range b.Events {
 		if int64(len(raw)) > lim.MaxPostBytes {
 			return nil, &BadRequestError{Status: 413, Reason: fmt.Sprintf("events[%d]: %d bytes, limit is %d per event", i, len(raw), lim.MaxPostBytes)}
@@ -101,10 +116,23 @@ func ParseBatch(body []byte, lim Limits, now time.Time) ([]crypto.Event, error) 
 	return out, nil
 }
 
-func parseEvent(raw []byte, now time.Time, ev *crypto.Event) error {
+func parseEvent(raw []byte, now time.Time, out *Event) error {
 	var w wireEvent
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return errors.New(jsonErrorReason(err))
+	}
+	ev := &out.Event
+	if len(w.TeamID) <= 64 {
+		out.Team = w.TeamID
+	}
+	if len(w.ChannelType) == 1 {
+		out.ChannelType = w.ChannelType[0]
+	}
+	switch {
+	case w.Kind == "file":
+		out.Files = 1
+	case w.Post != nil:
+		out.Files = len(w.Post.FileIDs)
 	}
 	var at int64
 	switch w.Kind {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -103,13 +104,13 @@ func TestParseRecordedHooks(t *testing.T) {
 // TestPostHeaderFollowsModelPost keeps the JSON names the gateway reads in
 // step with Mattermost's own model.Post.
 func TestPostHeaderFollowsModelPost(t *testing.T) {
-	p := model.Post{Id: "p", UserId: "u", ChannelId: "c", CreateAt: 1, UpdateAt: 2, EditAt: 3, DeleteAt: 4}
+	p := model.Post{Id: "p", UserId: "u", ChannelId: "c", CreateAt: 1, UpdateAt: 2, EditAt: 3, DeleteAt: 4, FileIds: model.StringArray{"f1", "f2"}}
 	raw, _ := json.Marshal(&p)
 	var h postHeader
 	if err := json.Unmarshal(raw, &h); err != nil {
 		t.Fatal(err)
 	}
-	if h != (postHeader{ID: "p", UserID: "u", ChannelID: "c", CreateAt: 1, UpdateAt: 2, EditAt: 3, DeleteAt: 4}) {
+	if !reflect.DeepEqual(h, postHeader{ID: "p", UserID: "u", ChannelID: "c", CreateAt: 1, UpdateAt: 2, EditAt: 3, DeleteAt: 4, FileIDs: []string{"f1", "f2"}}) {
 		t.Fatalf("got %+v", h)
 	}
 	f := model.FileInfo{Id: "f", CreatorId: "u", PostId: "p", ChannelId: "c", CreateAt: 5}

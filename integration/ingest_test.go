@@ -40,7 +40,9 @@ func refsOf(t *testing.T, keys *crypto.GatewayKeys, batches [][]byte) ([][]crypt
 			refs = append(refs, keys.Ref(e.PostID, e.Kind, e.Version))
 		}
 		out = append(out, refs)
-		all = append(all, evs...)
+		for _, e := range evs {
+			all = append(all, e.Event)
+		}
 	}
 	return out, all
 }
