@@ -22,6 +22,7 @@ import (
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/internal/privacyscan"
 	"github.com/sealgate/sealgate/internal/synth"
+	"github.com/sealgate/sealgate/redact"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/store/boltstore"
 	"github.com/sealgate/sealgate/unseal"
@@ -102,7 +103,7 @@ func cmdDemo(args []string, stdout io.Writer) error {
 	cfg := config.Defaults()
 	cfg.IngestToken = randomToken()
 	var logBuf bytes.Buffer
-	log := slog.New(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(redact.NewLogHandler(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	rt := newRuntime(keys, sealer, st, &cfg, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

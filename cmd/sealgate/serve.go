@@ -22,6 +22,7 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/redact"
 	"github.com/sealgate/sealgate/release"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/store/boltstore"
@@ -259,5 +260,5 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	case "error":
 		l = slog.LevelError
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	return slog.New(redact.NewLogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})))
 }
