@@ -12,6 +12,7 @@
 //	             pseudonyms, actions, order ids, counts — no names, no content
 //	outbox:      notices to employees (package notice): id, due time, attempts,
 //	             blob sealed under a gateway key (the recipient is inside)
+//	aggregates:  k-anonymous counts per hour/day, team id and channel type (package redact)
 //
 // There is no employee id, channel id, post id, file name or content column.
 // Two days of one employee have unrelated tags, so the store alone cannot

@@ -11,6 +11,9 @@
 //	meta         "version", and the Stats counters "records", "keyrecords",
 //	             "epochs", "bytes", kept in the same transaction as the rows
 //
+// The audit log, the notice outbox and the aggregates have buckets of their
+// own, described in audit.go, outbox.go and aggregates.go.
+//
 // Hours are stored with the sign bit flipped so that byte order equals
 // numeric order for negative hours too.
 //
@@ -71,7 +74,7 @@ var (
 	keyEpochs     = []byte("epochs")
 	keyBytes      = []byte("bytes")
 
-	allBuckets = [][]byte{bktRefs, bktRecords, bktKeyRecs, bktKeyRecIdx, bktEpochs, bktMeta, bktAudit, bktOutbox, bktOutboxDue}
+	allBuckets = [][]byte{bktRefs, bktRecords, bktKeyRecs, bktKeyRecIdx, bktEpochs, bktMeta, bktAudit, bktOutbox, bktOutboxDue, bktAggregates}
 )
 
 const (

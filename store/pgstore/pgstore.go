@@ -96,6 +96,27 @@ var migrations = []string{
 		blob     bytea   NOT NULL CHECK (length(blob) > 0)
 	);
 	CREATE INDEX outbox_due_id ON outbox (due, id);`,
+
+	// 4: the k-anonymous aggregates (see aggregates.go): counts of released
+	// days by hour or day, team id and channel type; no user.
+	`CREATE TABLE aggregates (
+		hour         bigint   NOT NULL,
+		span         smallint NOT NULL CHECK (span IN (1, 24) AND (span = 1 OR hour % 24 = 0)),
+		release      bigint   NOT NULL,
+		team         bytea    NOT NULL CHECK (length(team) BETWEEN 1 AND 64),
+		channel_type text COLLATE "C" NOT NULL CHECK (channel_type IN ('O', 'P', 'D', 'G', '?', '*')),
+		suppressed   boolean  NOT NULL,
+		partial      boolean  NOT NULL,
+		messages     bigint   NOT NULL CHECK (messages >= 0),
+		edits        bigint   NOT NULL CHECK (edits >= 0),
+		deletes      bigint   NOT NULL CHECK (deletes >= 0),
+		bytes        bigint   NOT NULL CHECK (bytes >= 0),
+		files        bigint   NOT NULL CHECK (files >= 0),
+		reactions    bigint   NOT NULL CHECK (reactions >= 0),
+		users        bigint   NOT NULL CHECK (users >= 0),
+		CHECK (NOT suppressed OR (messages, edits, deletes, bytes, files, reactions, users) = (0, 0, 0, 0, 0, 0, 0)),
+		PRIMARY KEY (hour, span, release, team, channel_type)
+	);`,
 }
 
 // migrationLock is the pg_advisory_xact_lock key serializing migrations

@@ -131,7 +131,10 @@ func testSchemaColumns(t *testing.T, cluster string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "audit.action audit.actor_pseudonym audit.actor_role audit.detail audit.hash audit.object audit.order_id audit.prev audit.seq audit.time " +
+	want := "aggregates.bytes aggregates.channel_type aggregates.deletes aggregates.edits aggregates.files aggregates.hour " +
+		"aggregates.messages aggregates.partial aggregates.reactions aggregates.release aggregates.span aggregates.suppressed " +
+		"aggregates.team aggregates.users " +
+		"audit.action audit.actor_pseudonym audit.actor_role audit.detail audit.hash audit.object audit.order_id audit.prev audit.seq audit.time " +
 		"epochs.blob epochs.id key_records.blob key_records.epoch_id key_records.id key_records.tag " +
 		"outbox.attempts outbox.blob outbox.due outbox.id " +
 		"records.blob records.hour records.key_record_id records.ref records.tag"

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sealgate/sealgate/redact"
+)
+
+// Aggregates is implemented by the stores that keep the k-anonymous
+// aggregates of package redact: the buckets of released days, counts and
+// suppression markers only.
+type Aggregates interface {
+	// PutBuckets stores buckets in one transaction: all of them or, on
+	// error, none. A bucket is identified by (Release, Span, Hour, Team,
+	// ChannelType); one already stored is left as it is, so a re-put of a
+	// release is a no-op, while a second release of the same day is kept
+	// beside the first. An invalid bucket (see CheckBucket) fails the call.
+	PutBuckets(ctx context.Context, buckets []redact.Bucket) error
+	// Buckets returns every bucket, of any span, with fromHour <= Hour <=
+	// toHour (hours since the Unix epoch, UTC), in the order of
+	// CompareBuckets.
+	Buckets(ctx context.Context, fromHour, toHour int64) ([]redact.Bucket, error)
+}
+
+// ErrInvalidBucket is wrapped by the error of a PutBuckets that was given a
+// bucket that is not well formed.
+var ErrInvalidBucket = errors.New("invalid aggregate bucket")
+
+// MaxBucketTeam is the longest team a bucket may hold, in bytes (the
+// aggregator counts a longer team id as redact.UnknownTeam).
+const MaxBucketTeam = 64
+
+// CheckBucket reports whether b may be stored: span Hour or Day (a Day
+// bucket starting at midnight UTC), a team of 1 to MaxBucketTeam bytes, a
+// known channel type, no negative count, and no figures on a suppressed
+// bucket. The error wraps ErrInvalidBucket.
+func CheckBucket(b *redact.Bucket) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%w: %s", ErrInvalidBucket, why)
+	}
+	switch b.Span {
+	case redact.Hour:
+	case redact.Day:
+		if b.Hour%24 != 0 {
+			return bad(fmt.Sprintf("day bucket at hour %d, not at midnight UTC", b.Hour))
+		}
+	default:
+		return bad(fmt.Sprintf("span %d, want 1 or 24", int(b.Span)))
+	}
+	if b.Team == "" || len(b.Team) > MaxBucketTeam {
+		return bad(fmt.Sprintf("team of %d bytes, want 1 to %d", len(b.Team), MaxBucketTeam))
+	}
+	switch b.ChannelType {
+	case 'O', 'P', 'D', 'G', redact.UnknownType, redact.AllTypes:
+	default:
+		return bad(fmt.Sprintf("channel type %q", b.ChannelType))
+	}
+	n := &b.Counts
+	if n.Messages < 0 || n.Edits < 0 || n.Deletes < 0 || n.Bytes < 0 || n.Files < 0 || n.Reactions < 0 || n.Users < 0 {
+		return bad("negative count")
+	}
+	if b.Suppressed && *n != (redact.Counts{}) {
+		return bad("suppressed bucket with figures")
+	}
+	return nil
+}
+
+// CompareBuckets orders buckets as Buckets returns them: by Hour, Span,
+// Release (unsigned), Team (bytewise), then ChannelType.
+func CompareBuckets(a, b *redact.Bucket) int {
+	if c := cmp.Compare(a.Hour, b.Hour); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Span, b.Span); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Release, b.Release); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Team, b.Team); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ChannelType, b.ChannelType)
+}
