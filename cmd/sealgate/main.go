@@ -7,6 +7,7 @@
 //	sealgate order file|show|revoke, approve, reject, unseal   investigation orders, through the order API
 //	sealgate audit verify|checkpoint --config FILE  verify the audit log; print the head to publish
 //	sealgate report --config FILE --month YYYY-MM   monthly transparency report (counts only)
+//	sealgate aggregates --config FILE --from D --to D  the k-anonymous activity aggregates (table, JSON, CSV, chart)
 //
 // Passphrases come from a prompt on the terminal, or from SEALGATE_PASSPHRASE
 // (for tests and automation).
@@ -36,6 +37,9 @@ audit log (the file store cannot be read while serve runs on it):
   sealgate audit checkpoint --config FILE           print the verified head as one checkpoint line
   sealgate report --config FILE --month YYYY-MM [--json]
                                                     transparency report of one month (UTC): counts only
+  sealgate aggregates --config FILE --from YYYY-MM-DD --to YYYY-MM-DD [--by hour|day]
+          [--format table|json|csv] [--chart FILE.png|FILE.svg] [--k N]
+                                                    activity aggregates of groups of at least k people
 
 investigation orders (the caller's Mattermost token in SEALGATE_TOKEN):
   sealgate order file --config FILE --key REQUESTER.key --form ORDER.json
@@ -87,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdAudit(args[1:], stdout)
 	case "report":
 		err = cmdReport(args[1:], stdout)
+	case "aggregates":
+		err = cmdAggregates(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
