@@ -249,6 +249,11 @@ func TestOrderCommands(t *testing.T) {
 		}
 	}
 	// The subject is told, in Dutch (their locale), by the sealgate bot.
+	defer func() {
+		if t.Failed() {
+			t.Logf("serve log:\n%s", serveLog.String())
+		}
+	}()
 	expectDM(t, dms, alice, id, "ingezien")
 
 	exp := filepath.Join(dir, "export.json")
