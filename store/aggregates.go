@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"time"
 
 	"github.com/sealgate/sealgate/redact"
 )
@@ -85,4 +87,65 @@ func CompareBuckets(a, b *redact.Bucket) int {
 		return c
 	}
 	return cmp.Compare(a.ChannelType, b.ChannelType)
+}
+
+// PrivacyLedger is implemented by the stores that keep the differential
+// privacy budget of published aggregates (package redact/dp): for each
+// metric family and UTC day, the privacy loss ε already spent. It holds no
+// figure and no person, only how much noisy publication a day has had.
+type PrivacyLedger interface {
+	// SpendBudget records every charge or none, atomically with respect to
+	// concurrent calls from this and other processes: if for any (family,
+	// day) what was spent plus the new charges would exceed budget, it
+	// records nothing and returns an error wrapping ErrBudgetExhausted.
+	SpendBudget(ctx context.Context, budget float64, charges []BudgetCharge) error
+	// BudgetSpent returns the ε spent on family for day (0 if none).
+	BudgetSpent(ctx context.Context, family, day string) (float64, error)
+}
+
+// BudgetCharge is a privacy loss spent on one metric family for one day.
+type BudgetCharge struct {
+	Family  string  // a metric family, e.g. "messages"; 1 to 32 bytes of [a-z_]
+	Day     string  // UTC day, YYYY-MM-DD
+	Epsilon float64 // > 0
+}
+
+// ErrBudgetExhausted is wrapped by the error of a SpendBudget that would
+// spend more than the budget.
+var ErrBudgetExhausted = errors.New("privacy budget exhausted")
+
+// ErrInvalidCharge is wrapped by the error of a SpendBudget given a charge
+// that is not well formed.
+var ErrInvalidCharge = errors.New("invalid budget charge")
+
+// BudgetTolerance lets budget/ε publications fit exactly despite rounding.
+const BudgetTolerance = 1e-9
+
+// CheckCharges reports whether a SpendBudget call may proceed, and sums the
+// charges per (family, day): budget positive and finite, each charge a
+// known-shaped family, a valid day and a positive finite ε. The error wraps
+// ErrInvalidCharge.
+func CheckCharges(budget float64, charges []BudgetCharge) (map[[2]string]float64, error) {
+	if !(budget > 0) || math.IsInf(budget, 0) {
+		return nil, fmt.Errorf("%w: budget %v, want a positive number", ErrInvalidCharge, budget)
+	}
+	sum := make(map[[2]string]float64, len(charges))
+	for i, c := range charges {
+		if c.Family == "" || len(c.Family) > 32 || strings.Trim(c.Family, "abcdefghijklmnopqrstuvwxyz_") != "" {
+			return nil, fmt.Errorf("%w: charge %d: family of %d bytes, want 1 to 32 of [a-z_]", ErrInvalidCharge, i, len(c.Family))
+		}
+		if _, err := time.Parse(time.DateOnly, c.Day); err != nil {
+			return nil, fmt.Errorf("%w: charge %d: day is not YYYY-MM-DD", ErrInvalidCharge, i)
+		}
+		if !(c.Epsilon > 0) || math.IsInf(c.Epsilon, 0) {
+			return nil, fmt.Errorf("%w: charge %d: epsilon %v, want a positive number", ErrInvalidCharge, i, c.Epsilon)
+		}
+		sum[[2]string{c.Family, c.Day}] += c.Epsilon
+	}
+	return sum, nil
+}
+
+// OverBudget reports whether spending add on top of spent exceeds budget.
+func OverBudget(spent, add, budget float64) bool {
+	return spent+add > budget*(1+BudgetTolerance)
 }

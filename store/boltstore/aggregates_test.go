@@ -21,3 +21,16 @@ func TestAggregatesContract(t *testing.T) {
 		},
 	))
 }
+
+func TestLedgerContract(t *testing.T) {
+	storetest.RunLedger(t, storetest.Keyed(
+		func(t *testing.T) string { return filepath.Join(t.TempDir(), "store.db") },
+		func(t *testing.T, path string) store.Store {
+			s, err := boltstore.Open(path)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			return s
+		},
+	))
+}

@@ -11,8 +11,9 @@
 //	meta         "version", and the Stats counters "records", "keyrecords",
 //	             "epochs", "bytes", kept in the same transaction as the rows
 //
-// The audit log, the notice outbox and the aggregates have buckets of their
-// own, described in audit.go, outbox.go and aggregates.go.
+// The audit log, the notice outbox, the aggregates and the privacy budget
+// have buckets of their own, described in audit.go, outbox.go, aggregates.go
+// and ledger.go.
 //
 // Hours are stored with the sign bit flipped so that byte order equals
 // numeric order for negative hours too.
@@ -74,7 +75,7 @@ var (
 	keyEpochs     = []byte("epochs")
 	keyBytes      = []byte("bytes")
 
-	allBuckets = [][]byte{bktRefs, bktRecords, bktKeyRecs, bktKeyRecIdx, bktEpochs, bktMeta, bktAudit, bktOutbox, bktOutboxDue, bktAggregates}
+	allBuckets = [][]byte{bktRefs, bktRecords, bktKeyRecs, bktKeyRecIdx, bktEpochs, bktMeta, bktAudit, bktOutbox, bktOutboxDue, bktAggregates, bktLedger}
 )
 
 const (

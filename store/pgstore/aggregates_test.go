@@ -17,3 +17,12 @@ func TestAggregates(t *testing.T) {
 		func(t *testing.T, dsn string) store.Store { return open(t, dsn) },
 	))
 }
+
+// TestLedger runs the privacy-ledger contract against its own cluster.
+func TestLedger(t *testing.T) {
+	cluster := testpg.Start(t)
+	storetest.RunLedger(t, storetest.Keyed(
+		func(t *testing.T) string { return testpg.CreateDB(t, cluster) },
+		func(t *testing.T, dsn string) store.Store { return open(t, dsn) },
+	))
+}

@@ -117,6 +117,15 @@ var migrations = []string{
 		CHECK (NOT suppressed OR (messages, edits, deletes, bytes, files, reactions, users) = (0, 0, 0, 0, 0, 0, 0)),
 		PRIMARY KEY (hour, span, release, team, channel_type)
 	);`,
+
+	// 5: the differential-privacy budget of published aggregates (see
+	// ledger.go): ε spent per metric family and day; no figure, no person.
+	`CREATE TABLE dp_ledger (
+		family text COLLATE "C" NOT NULL CHECK (family ~ '^[a-z_]{1,32}$'),
+		day    date NOT NULL,
+		spent  double precision NOT NULL CHECK (spent >= 0),
+		PRIMARY KEY (family, day)
+	);`,
 }
 
 // migrationLock is the pg_advisory_xact_lock key serializing migrations
