@@ -64,9 +64,12 @@ type Config struct {
 	// Lateness is how long after the end of a UTC day events of that day
 	// are still accepted; the day is released after it. 0 means 10 minutes.
 	Lateness time.Duration
-	// Start is when the aggregator starts counting; events before it are
-	// dropped (they were counted by a previous process, or are lost to
-	// the aggregates). The zero value means time.Now().
+	// Start is when the aggregator starts counting. Days that ended more
+	// than Lateness before it are released already (by a previous process,
+	// or lost to the aggregates) and their events are late; events of the
+	// days still open are counted, whenever they happened: the pipeline
+	// observes only newly stored events, so none was counted before. The
+	// zero value means time.Now().
 	Start time.Time
 }
 
@@ -144,7 +147,7 @@ func New(cfg Config) (*Aggregator, error) {
 		cfg.Start = time.Now()
 	}
 	a := &Aggregator{k: cfg.K, lateness: cfg.Lateness, start: cfg.Start, seed: maphash.MakeSeed()}
-	a.released.Store(floorDiv(cfg.Start.Unix(), 86400))
+	a.released.Store(floorDiv(cfg.Start.Add(-cfg.Lateness).Unix(), 86400))
 	for i := range a.shards {
 		a.shards[i].cells = make(map[cellKey]*cell)
 	}
@@ -159,10 +162,6 @@ func (a *Aggregator) K() int { return a.k }
 func (a *Aggregator) Observe(ev Event) {
 	if !ev.Kind.valid() || ev.Time.IsZero() {
 		a.invalid.Add(1)
-		return
-	}
-	if ev.Time.Before(a.start) {
-		a.late.Add(1)
 		return
 	}
 	hour := floorDiv(ev.Time.Unix(), 3600)

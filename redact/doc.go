@@ -91,9 +91,12 @@
 // The sets live in memory, so a restart loses the open days. Flush (or
 // FlushTo) on shutdown releases them early, marked Partial; the new process
 // counts from its Config.Start, and the day it started in gets a second,
-// Partial release with its own Release id. Events older than Start are not
-// counted: they were counted before, or are lost to the statistics (the
-// sealed records themselves are complete regardless).
+// Partial release with its own Release id. The new process still counts
+// events of that day that happened before it started (a capture path's
+// buffer, replayed): the pipeline observes only newly stored events, so
+// none of them was counted before. Events of days released before Start
+// are not counted: they are lost to the statistics (the sealed records
+// themselves are complete regardless).
 //
 // # Limits
 //

@@ -374,7 +374,7 @@ func TestLateAndInvalid(t *testing.T) {
 	a := newTestAggregator(t, MinK)
 	a.Observe(Event{Time: epoch0, Kind: 0, User: "x"})
 	a.Observe(Event{Kind: Posted, User: "x"})
-	a.Observe(Event{Time: epoch0.Add(-48 * time.Hour), Kind: Posted, User: "x"}) // before Start
+	a.Observe(Event{Time: epoch0.Add(-72 * time.Hour), Kind: Posted, User: "x"}) // of a day released before Start
 	for i := range 10 {
 		a.Observe(Event{Time: epoch0.Add(time.Hour), Kind: Posted, User: string(rune('a' + i))})
 	}
@@ -579,5 +579,23 @@ func TestPublishLargeK(t *testing.T) {
 		if r.Team != AllTeams && r.Team != OtherTeams {
 			t.Fatalf("team named at k=100000: %+v", r)
 		}
+	}
+}
+
+// TestCountsOpenDayFromBeforeStart: a process started mid-day counts the
+// events of that day that happened before it started (a capture path's
+// buffer replayed after a restart), and of the day before while its
+// lateness allowance runs; not those of days already over.
+func TestCountsOpenDayFromBeforeStart(t *testing.T) {
+	start := epoch0.Add(5 * time.Minute) // 00:05 on day 0: day -1 is within its lateness
+	a, err := New(Config{Start: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Observe(Event{Time: epoch0.Add(time.Minute), Kind: Posted, User: "a"})                 // day 0, before Start
+	a.Observe(Event{Time: epoch0.Add(-time.Minute), Kind: Posted, User: "b"})                // day -1, late but allowed
+	a.Observe(Event{Time: epoch0.Add(-24*time.Hour - time.Minute), Kind: Posted, User: "c"}) // day -2: over
+	if st := a.Stats(); st.Observed != 2 || st.Late != 1 {
+		t.Fatalf("stats %+v, want 2 observed and 1 late", st)
 	}
 }
