@@ -21,6 +21,7 @@ import (
 
 	"github.com/sealgate/sealgate/aggregates"
 	"github.com/sealgate/sealgate/redact"
+	"github.com/sealgate/sealgate/redact/dp"
 	"github.com/sealgate/sealgate/store"
 	"github.com/sealgate/sealgate/store/boltstore"
 )
@@ -241,7 +242,7 @@ func get(t *testing.T, h http.Handler, target string) *httptest.ResponseRecorder
 
 func TestHandlerJSON(t *testing.T) {
 	f := newFixture(t)
-	h := aggregates.Handler(f.st, 6, allow)
+	h := aggregates.Handler(f.st, 6, allow, nil)
 	for _, by := range []string{"hour", "day", ""} {
 		rec := get(t, h, "/v1/aggregates?from=2026-03-01&to=2026-03-07&by="+by)
 		if rec.Code != http.StatusOK {
@@ -306,7 +307,7 @@ func TestHandlerJSON(t *testing.T) {
 
 func TestHandlerCSV(t *testing.T) {
 	f := newFixture(t)
-	h := aggregates.Handler(f.st, redact.MinK, allow)
+	h := aggregates.Handler(f.st, redact.MinK, allow, nil)
 	rec := get(t, h, "/v1/aggregates?from=2026-03-02&to=2026-03-05&by=hour&format=csv")
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
@@ -381,7 +382,7 @@ func TestWriteCSVFormulaTeam(t *testing.T) {
 
 func TestHandlerBadParams(t *testing.T) {
 	f := newFixture(t)
-	h := aggregates.Handler(f.st, redact.MinK, allow)
+	h := aggregates.Handler(f.st, redact.MinK, allow, nil)
 	for _, c := range []struct{ query, want string }{
 		{"", "required"},
 		{"from=2026-03-02", "required"},
@@ -438,7 +439,7 @@ func TestHandlerAuthorization(t *testing.T) {
 				t.Errorf("authorize did not get the request's headers")
 			}
 			return false, c.status
-		})
+		}, nil)
 		// Bad parameters too: authorization comes first.
 		for _, q := range []string{"from=2026-03-02&to=2026-03-04", "from=nonsense"} {
 			req := httptest.NewRequest(http.MethodGet, "/v1/aggregates?"+q, nil)
@@ -456,7 +457,7 @@ func TestHandlerAuthorization(t *testing.T) {
 	if asked != 10 {
 		t.Fatalf("authorize asked %d times, want 10", asked)
 	}
-	if rec := get(t, aggregates.Handler(f.st, redact.MinK, nil), "/v1/aggregates?from=2026-03-02&to=2026-03-04"); rec.Code != http.StatusForbidden {
+	if rec := get(t, aggregates.Handler(f.st, redact.MinK, nil, nil), "/v1/aggregates?from=2026-03-02&to=2026-03-04"); rec.Code != http.StatusForbidden {
 		t.Fatalf("nil authorize: status %d, want 403", rec.Code)
 	}
 }
@@ -468,7 +469,7 @@ func (failingReader) Buckets(context.Context, int64, int64) ([]redact.Bucket, er
 }
 
 func TestHandlerStoreFails(t *testing.T) {
-	rec := get(t, aggregates.Handler(failingReader{}, 5, allow), "/v1/aggregates?from=2026-03-02&to=2026-03-04")
+	rec := get(t, aggregates.Handler(failingReader{}, 5, allow, nil), "/v1/aggregates?from=2026-03-02&to=2026-03-04")
 	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), "fire") {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
 	}
@@ -631,4 +632,62 @@ func BenchmarkQuery90DaysByHour(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(buckets)), "buckets")
 	b.ReportMetric(float64(rows), "rows")
+}
+
+// TestHandlerNoise: with differential privacy on, every shown figure is
+// noised, suppressed cells stay without figures, the budget is spent in the
+// store's ledger, and once it is used up the publication is refused.
+func TestHandlerNoise(t *testing.T) {
+	f := newFixture(t)
+	n := &dp.Noiser{Params: dp.Params{Epsilon: 0.5, Budget: 1, Bounds: dp.DefaultBounds}, Ledger: f.st}
+	h := aggregates.Handler(f.st, redact.MinK, allow, n.Apply)
+	const target = "/v1/aggregates?from=2026-03-02&to=2026-03-03&by=day"
+	q, _ := aggregates.ParseQuery("2026-03-02", "2026-03-03", "day")
+	exact, err := redact.Publish(f.all, q, redact.MinK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed, shown := 0, 0
+	for i := range 2 {
+		rec := get(t, h, target)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("publication %d: status %d: %s", i+1, rec.Code, rec.Body)
+		}
+		var got aggregates.JSONTable
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Rows) != len(exact.Rows) {
+			t.Fatalf("%d rows, want %d", len(got.Rows), len(exact.Rows))
+		}
+		for j, r := range got.Rows {
+			if r.Suppressed != exact.Rows[j].Suppressed || (r.Figures == nil) != r.Suppressed {
+				t.Fatalf("row %d: suppression changed by noise", j)
+			}
+			if r.Figures == nil {
+				continue
+			}
+			shown++
+			if r.Messages < 0 || r.Users < 0 {
+				t.Fatalf("row %d: negative figure %+v", j, *r.Figures)
+			}
+			if r.Messages != exact.Rows[j].Messages || r.Bytes != exact.Rows[j].Bytes {
+				changed++
+			}
+		}
+	}
+	if shown == 0 || changed < shown/2 {
+		t.Fatalf("%d of %d shown rows noised", changed, shown)
+	}
+	if v, err := f.st.BudgetSpent(t.Context(), "messages", "2026-03-02"); err != nil || v != 1 {
+		t.Fatalf("ledger: %v spent on 2026-03-02, %v; want 1", v, err)
+	}
+	rec := get(t, h, target)
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), `"budget_exhausted"`) {
+		t.Fatalf("over budget: %d %s", rec.Code, rec.Body)
+	}
+	// Another day still has its budget.
+	if rec := get(t, h, "/v1/aggregates?from=2026-03-04&to=2026-03-04"); rec.Code != http.StatusOK {
+		t.Fatalf("fresh day: %d %s", rec.Code, rec.Body)
+	}
 }

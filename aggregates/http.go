@@ -1,6 +1,7 @@
 package aggregates
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -14,14 +15,23 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/redact"
+	"github.com/sealgate/sealgate/store"
 )
 
+// Noise turns a publication into the one that is shown, e.g. with
+// differential-privacy noise (dp.Noiser.Apply). An error wrapping
+// store.ErrBudgetExhausted refuses the publication.
+type Noise func(ctx context.Context, t redact.Table) (redact.Table, error)
+
 // Handler serves GET /v1/aggregates (mount it at that path, or at "/")
-// from r at threshold k. authorize is asked first, before the parameters
-// are read; when it refuses, the response has its status (401 or 403; any
-// status that is not a 4xx error is taken as 403).
-func Handler(r Reader, k int, authorize func(*http.Request) (ok bool, status int)) http.Handler {
-	h := &handler{r: r, k: k, authorize: authorize}
+// from r at threshold k, through noise if it is not nil. authorize is
+// asked first, before the parameters are read; when it refuses, the
+// response has its status (401, 403 or 503 when the token could not be
+// checked; any other status that is not a 4xx error is taken as 403). A
+// publication refused for its privacy budget is a 403
+// with code "budget_exhausted".
+func Handler(r Reader, k int, authorize func(*http.Request) (ok bool, status int), noise Noise) http.Handler {
+	h := &handler{r: r, k: k, authorize: authorize, noise: noise}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/aggregates", h.serve)
 	return mux
@@ -31,6 +41,7 @@ type handler struct {
 	r         Reader
 	k         int
 	authorize func(*http.Request) (bool, int)
+	noise     Noise
 }
 
 var knownParams = map[string]bool{"from": true, "to": true, "by": true, "format": true}
@@ -46,6 +57,8 @@ func (h *handler) serve(w http.ResponseWriter, req *http.Request) {
 		switch {
 		case status == http.StatusUnauthorized:
 			writeError(w, status, "unauthorized", "missing, invalid or expired token")
+		case status == http.StatusServiceUnavailable:
+			writeError(w, status, "unavailable", "the token could not be checked now; try again")
 		case status >= 400 && status < 500 && status != http.StatusForbidden:
 			writeError(w, status, "refused", http.StatusText(status))
 		default:
@@ -73,7 +86,14 @@ func (h *handler) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	t, err := Query(req.Context(), h.r, q, h.k)
-	if err != nil {
+	if err == nil && h.noise != nil {
+		t, err = h.noise(req.Context(), t)
+	}
+	switch {
+	case errors.Is(err, store.ErrBudgetExhausted):
+		writeError(w, http.StatusForbidden, "budget_exhausted", "the privacy budget of a day in this range is spent: no further publication about it")
+		return
+	case err != nil:
 		slog.Default().Error("aggregates API", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "internal error")
 		return

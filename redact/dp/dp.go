@@ -32,14 +32,13 @@ package dp
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/differential-privacy/go/v3/noise"
 
 	"github.com/sealgate/sealgate/redact"
+	"github.com/sealgate/sealgate/store"
 )
 
 // Family is a metric family: one column of redact.Counts.
@@ -70,60 +69,15 @@ var DefaultBounds = map[Family]int64{
 	Users:     1,
 }
 
-// ErrBudgetExhausted is returned (wrapped) when a publication would spend
-// more privacy budget than is left.
-var ErrBudgetExhausted = errors.New("dp: privacy budget exhausted")
+// ErrBudgetExhausted is wrapped by the error of a publication that would
+// spend more privacy budget than is left. It is the store's error, so that
+// callers need not import this package to recognise it.
+var ErrBudgetExhausted = store.ErrBudgetExhausted
 
-// Charge is a privacy loss spent on one family for one day.
-type Charge struct {
-	Family  Family
-	Day     string // UTC day, YYYY-MM-DD
-	Epsilon float64
-}
-
-// Ledger keeps the privacy budget spent. Implementations persist it.
-type Ledger interface {
-	// Spend records all charges, or none: if for any (family, day) the
-	// total already spent plus the new charges would exceed budget, it
-	// records nothing and returns an error wrapping ErrBudgetExhausted.
-	// It must be atomic with respect to concurrent calls.
-	Spend(ctx context.Context, budget float64, charges []Charge) error
-}
-
-// MemLedger is a Ledger in memory, for tests and single-process use.
-type MemLedger struct {
-	mu    sync.Mutex
-	spent map[[2]string]float64
-}
-
-// Spent returns the ε spent on family for day.
-func (l *MemLedger) Spent(f Family, day string) float64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.spent[[2]string{string(f), day}]
-}
-
-// Spend implements Ledger.
-func (l *MemLedger) Spend(_ context.Context, budget float64, charges []Charge) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.spent == nil {
-		l.spent = map[[2]string]float64{}
-	}
-	sum := map[[2]string]float64{}
-	for _, c := range charges {
-		key := [2]string{string(c.Family), c.Day}
-		sum[key] += c.Epsilon
-		// A small tolerance so that budget/ε publications fit exactly.
-		if l.spent[key]+sum[key] > budget*(1+1e-9) {
-			return fmt.Errorf("%w: %s on %s: %.3g spent of %.3g, %.3g asked", ErrBudgetExhausted, c.Family, c.Day, l.spent[key], budget, sum[key])
-		}
-	}
-	for key, e := range sum {
-		l.spent[key] += e
-	}
-	return nil
-}
+// Ledger keeps the privacy budget spent, per family and UTC day; the stores
+// implement it (store.PrivacyLedger), so the budget survives restarts and is
+// shared by every process that publishes from the same store.
+type Ledger = store.PrivacyLedger
 
 // Params configure the noise.
 type Params struct {
@@ -174,14 +128,14 @@ func (n *Noiser) Apply(ctx context.Context, t redact.Table) (redact.Table, error
 			shown[d]++
 		}
 	}
-	var charges []Charge
+	var charges []store.BudgetCharge
 	for _, d := range days {
 		for _, f := range Families {
-			charges = append(charges, Charge{Family: f, Day: d, Epsilon: p.Epsilon})
+			charges = append(charges, store.BudgetCharge{Family: string(f), Day: d, Epsilon: p.Epsilon})
 		}
 	}
 	if len(charges) > 0 {
-		if err := n.Ledger.Spend(ctx, p.Budget, charges); err != nil {
+		if err := n.Ledger.SpendBudget(ctx, p.Budget, charges); err != nil {
 			return redact.Table{}, fmt.Errorf("dp: %w", err)
 		}
 	}

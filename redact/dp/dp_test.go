@@ -8,7 +8,28 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/redact"
+	"github.com/sealgate/sealgate/store/boltstore"
 )
+
+// ledger is a real file store in a temporary directory: the ledger serve uses.
+func ledger(t *testing.T) *boltstore.Store {
+	t.Helper()
+	s, err := boltstore.Open(t.TempDir() + "/store.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func spent(t *testing.T, l Ledger, f Family, day string) float64 {
+	t.Helper()
+	v, err := l.BudgetSpent(context.Background(), string(f), day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
 
 var day0 = time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 
@@ -29,7 +50,7 @@ func table(days int) redact.Table {
 
 func TestBudgetRefusal(t *testing.T) {
 	ctx := context.Background()
-	l := &MemLedger{}
+	l := ledger(t)
 	n := &Noiser{Params: Params{Epsilon: 0.4, Budget: 1, Bounds: DefaultBounds}, Ledger: l}
 	for i := range 2 {
 		if _, err := n.Apply(ctx, table(1)); err != nil {
@@ -40,7 +61,7 @@ func TestBudgetRefusal(t *testing.T) {
 		t.Fatalf("third publication: %v, want budget exhausted", err)
 	}
 	d0 := day0.Format(time.DateOnly)
-	if got := l.Spent(Messages, d0); math.Abs(got-0.8) > 1e-9 {
+	if got := spent(t, l, Messages, d0); math.Abs(got-0.8) > 1e-9 {
 		t.Fatalf("spent %v on day 0, want 0.8", got)
 	}
 	// A table of days 0 and 1 is refused as a whole: day 1 is not charged.
@@ -48,11 +69,11 @@ func TestBudgetRefusal(t *testing.T) {
 		t.Fatalf("two-day publication: %v", err)
 	}
 	d1 := day0.Add(24 * time.Hour).Format(time.DateOnly)
-	if got := l.Spent(Users, d1); got != 0 {
+	if got := spent(t, l, Users, d1); got != 0 {
 		t.Fatalf("refused publication charged day 1: %v", got)
 	}
 	// Exactly budget/ε publications fit.
-	l2 := &MemLedger{}
+	l2 := ledger(t)
 	n2 := &Noiser{Params: Params{Epsilon: 0.1, Budget: 1, Bounds: DefaultBounds}, Ledger: l2}
 	for i := range 10 {
 		if _, err := n2.Apply(ctx, table(1)); err != nil {
@@ -71,7 +92,7 @@ func TestBadParams(t *testing.T) {
 		{Epsilon: 2, Budget: 1, Bounds: DefaultBounds},
 		{Epsilon: 1, Budget: 1, Bounds: map[Family]int64{Messages: 1}},
 	} {
-		n := &Noiser{Params: p, Ledger: &MemLedger{}}
+		n := &Noiser{Params: p, Ledger: ledger(t)}
 		if _, err := n.Apply(ctx, table(1)); err == nil {
 			t.Errorf("params %+v accepted", p)
 		}
@@ -81,7 +102,7 @@ func TestBadParams(t *testing.T) {
 func TestNoiseApplied(t *testing.T) {
 	ctx := context.Background()
 	in := table(1)
-	n := &Noiser{Params: Params{Epsilon: 1, Budget: 1e9, Bounds: DefaultBounds}, Ledger: &MemLedger{}}
+	n := &Noiser{Params: Params{Epsilon: 1, Budget: 1e9, Bounds: DefaultBounds}, Ledger: ledger(t)}
 	changed := 0
 	for range 50 {
 		out, err := n.Apply(ctx, in)
