@@ -16,9 +16,11 @@ import (
 
 // Event is one ingest event as the plugin sends it.
 type Event struct {
-	Kind      string      `json:"kind"`
-	Post      *model.Post `json:"post"`
-	DeletedAt int64       `json:"deleted_at,omitempty"`
+	Kind        string      `json:"kind"`
+	Post        *model.Post `json:"post"`
+	DeletedAt   int64       `json:"deleted_at,omitempty"`
+	TeamID      string      `json:"team_id,omitempty"`
+	ChannelType string      `json:"channel_type,omitempty"`
 }
 
 // Corpus produces events for a set of employees and channels.
@@ -27,9 +29,12 @@ type Corpus struct {
 	Channels  []string // channel ids
 	// ChannelNames are display names, one per channel, each with a canary.
 	ChannelNames []string
-	rnd          *rand.Rand
-	run          string
-	posts        []*model.Post
+	// Teams are the two teams' ids. Channel i is public (i%3 == 0), private
+	// (1) or a direct message (2, no team), in team i%2.
+	Teams []string
+	rnd   *rand.Rand
+	run   string
+	posts []*model.Post
 }
 
 // New returns a deterministic corpus for the seed.
@@ -38,6 +43,7 @@ func New(seed uint64, employees, channels int) *Corpus {
 	for i := 0; i < employees; i++ {
 		c.Employees = append(c.Employees, c.id())
 	}
+	c.Teams = []string{c.id(), c.id()}
 	for i := 0; i < channels; i++ {
 		c.Channels = append(c.Channels, c.id())
 		c.ChannelNames = append(c.ChannelNames, fmt.Sprintf("CANARY-CHANNEL-%s-%d", c.run, i))
@@ -77,20 +83,34 @@ func (c *Corpus) Events(n int, start time.Time, days int) []Event {
 		case r < 80 || len(c.posts) == 0:
 			p := c.newPost(at)
 			c.posts = append(c.posts, p)
-			out = append(out, Event{Kind: "posted", Post: p})
+			out = append(out, c.event(Event{Kind: "posted", Post: p}))
 		case r < 92:
 			p := c.posts[c.rnd.IntN(len(c.posts))].Clone()
 			edit := p.CreateAt + 1 + c.rnd.Int64N(3600_000)
 			p.Message = fmt.Sprintf("CANARY-EDIT-%s %s", c.run, p.Message)
 			p.EditAt, p.UpdateAt = edit, edit
-			out = append(out, Event{Kind: "updated", Post: p})
+			out = append(out, c.event(Event{Kind: "updated", Post: p}))
 		default:
 			p := c.posts[c.rnd.IntN(len(c.posts))].Clone()
 			// As the plugin hook delivers it: delete_at 0, the plugin stamps the time.
-			out = append(out, Event{Kind: "deleted", Post: p, DeletedAt: p.CreateAt + 1 + c.rnd.Int64N(7200_000)})
+			out = append(out, c.event(Event{Kind: "deleted", Post: p, DeletedAt: p.CreateAt + 1 + c.rnd.Int64N(7200_000)}))
 		}
 	}
 	return out
+}
+
+// event adds the team and channel type of the post's channel, as the
+// plugin does.
+func (c *Corpus) event(ev Event) Event {
+	for i, ch := range c.Channels {
+		if ch == ev.Post.ChannelId {
+			ev.ChannelType = string("OPD"[i%3])
+			if i%3 != 2 {
+				ev.TeamID = c.Teams[i%2]
+			}
+		}
+	}
+	return ev
 }
 
 func (c *Corpus) newPost(at int64) *model.Post {
