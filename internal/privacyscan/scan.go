@@ -5,10 +5,13 @@ package privacyscan
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Hit is one occurrence of a canary.
@@ -20,25 +23,83 @@ type Hit struct {
 
 func (h Hit) String() string { return fmt.Sprintf("%s@%d: %q", h.Where, h.Offset, h.Canary) }
 
-// Bytes returns every occurrence of any canary in b.
+// Bytes returns every occurrence of any canary in b: as written, and in
+// the encodings that would carry it unnoticed through a careless code path
+// (hex, base64 in any alignment, UTF-16). A hit's Canary names the
+// encoding, e.g. "base64(CANARY-…)".
 func Bytes(where string, b []byte, canaries []string) []Hit {
 	var hits []Hit
 	for _, c := range canaries {
-		if c == "" {
-			continue
-		}
-		needle := []byte(c)
-		off := 0
-		for {
-			i := bytes.Index(b[off:], needle)
-			if i < 0 {
-				break
+		for _, f := range Forms(c) {
+			needle := []byte(f.Text)
+			off := 0
+			for {
+				i := bytes.Index(b[off:], needle)
+				if i < 0 {
+					break
+				}
+				hits = append(hits, Hit{Where: where, Offset: int64(off + i), Canary: f.Name})
+				off += i + 1
 			}
-			hits = append(hits, Hit{Where: where, Offset: int64(off + i), Canary: c})
-			off += i + 1
 		}
 	}
 	return hits
+}
+
+// Form is one way a canary can appear in bytes.
+type Form struct {
+	Name string // "CANARY", "hex(CANARY)", "base64(CANARY)", …
+	Text string
+}
+
+// minEncoded is the shortest canary searched in encoded forms: a shorter one
+// would match random ciphertext too often.
+const minEncoded = 12
+
+// Forms returns the forms of a canary that Bytes searches. For base64 it
+// takes the canary from each of its first three bytes, cut to whole 3-byte
+// groups: whatever precedes the canary in the encoded data, one of them
+// starts on a group boundary and appears verbatim.
+func Forms(c string) []Form {
+	if c == "" {
+		return nil
+	}
+	out := []Form{{c, c}}
+	if len(c) < minEncoded {
+		return out
+	}
+	out = append(out,
+		Form{"hex(" + c + ")", hex.EncodeToString([]byte(c))},
+		Form{"HEX(" + c + ")", strings.ToUpper(hex.EncodeToString([]byte(c)))},
+	)
+	for s := range 3 {
+		sub := c[s:]
+		sub = sub[:len(sub)/3*3]
+		out = append(out,
+			Form{"base64(" + c + ")", base64.StdEncoding.EncodeToString([]byte(sub))},
+			Form{"base64url(" + c + ")", base64.URLEncoding.EncodeToString([]byte(sub))},
+		)
+	}
+	u16 := make([]byte, 0, 2*len(c))
+	for _, r := range c {
+		if r > 0xff {
+			return dedupe(out) // not Latin-1: no simple UTF-16 form
+		}
+		u16 = append(u16, byte(r), 0)
+	}
+	return dedupe(append(out, Form{"utf16(" + c + ")", string(u16)}))
+}
+
+func dedupe(fs []Form) []Form {
+	seen := map[string]bool{}
+	out := fs[:0]
+	for _, f := range fs {
+		if !seen[f.Text] {
+			seen[f.Text] = true
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Dir scans every regular file under dir and returns the hits and the number
