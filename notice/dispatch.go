@@ -132,7 +132,12 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (sent, failed int, err error) 
 	if err := d.check(); err != nil {
 		return 0, 0, err
 	}
-	now := d.now()
+	// The outbox keeps due times in whole milliseconds, rounded up so that
+	// nothing goes out early; a notice queued as due now (the desk's "now")
+	// is therefore due at the end of the current millisecond, which is
+	// what RunOnce must count as now, or a wake-up right after the
+	// enqueue would find it not yet due and leave it to the next tick.
+	now := ceilMilli(d.now())
 	seen := map[string]bool{}
 	var errs []error
 	for {

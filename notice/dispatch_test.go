@@ -612,3 +612,21 @@ func TestDispatchConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestDispatchDueWithinTheMillisecond: a notice queued as due "now", with a
+// clock finer than the outbox's milliseconds, is sent by the very next
+// RunOnce (the one a Wake starts), not left to the next tick.
+func TestDispatchDueWithinTheMillisecond(t *testing.T) {
+	mm := &dspSender{name: "mattermost"}
+	f := newDspFixture(t, mm)
+	now := obT0.Add(400 * time.Microsecond)
+	f.clock.Set(now)
+	f.enqueue(obNotice("ntc_now", now))
+	f.run(1, 0)
+	if got := mm.Sent(); !slices.Equal(got, []string{"ntc_now"}) {
+		t.Fatalf("sent %v", got)
+	}
+	// Still nothing early by a whole millisecond.
+	f.enqueue(obNotice("ntc_next", now.Add(time.Millisecond)))
+	f.run(0, 0)
+}
