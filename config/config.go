@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -53,6 +55,13 @@ type Config struct {
 	Notices Notices `yaml:"notices"`
 	// Intake configures capture paths besides the plugin.
 	Intake Intake `yaml:"intake"`
+	// Reconcile configures the reconciliation pull from Mattermost's REST
+	// API (`sealgate reconcile` and serve's periodic job).
+	Reconcile Reconcile `yaml:"reconcile"`
+	// Proxy is the reverse-proxy capture mode in front of Mattermost.
+	Proxy Proxy `yaml:"proxy"`
+	// Aggregates configures the k-anonymous activity statistics.
+	Aggregates Aggregates `yaml:"aggregates"`
 
 	dir string
 }
@@ -75,7 +84,8 @@ type Mattermost struct {
 	// is asked again. Default 30s, at most 5m.
 	TokenCache Duration `yaml:"token_cache"`
 	// BotToken is the sealgate bot's access token, used to publish audit
-	// checkpoints. Env: SEALGATE_MATTERMOST_BOT_TOKEN.
+	// checkpoints and, with the proxy on, to look up deleted posts and
+	// incoming webhooks. Env: SEALGATE_MATTERMOST_BOT_TOKEN.
 	BotToken string `yaml:"bot_token"`
 	// CheckpointChannel is the channel id where the bot posts the audit
 	// log's checkpoint (its head hash) every CheckpointEvery (default 1h),
@@ -157,6 +167,93 @@ type SMTPIntake struct {
 	MaxBytes  int64  `yaml:"max_bytes"` // default 400 MiB
 }
 
+// Aggregates configures the only clear-text metadata sealgate keeps: counts
+// of chat activity per hour or day, team and channel type, released per UTC
+// day with every cell of fewer than K people suppressed (package redact).
+type Aggregates struct {
+	// K is the least number of distinct people behind any published figure.
+	// Default 5; it may be raised, never lowered below 5.
+	K int `yaml:"k"`
+	// Lateness is how long after the end of a UTC day its late events are
+	// still counted before the day is released. Default 10m, at most 24h.
+	Lateness Duration `yaml:"lateness"`
+	// Readers are Mattermost user ids who may read GET /v1/aggregates on the
+	// order listener, besides orders.auditors and orders.dpo (e.g. the works
+	// council, IT capacity planning).
+	Readers []string `yaml:"readers"`
+	// Noise, when Epsilon is set, adds Laplace noise to every publication
+	// (API and CLI) and spends privacy budget from a ledger in the store.
+	Noise Noise `yaml:"noise"`
+}
+
+// Noise is the differential-privacy setting of aggregate publications.
+type Noise struct {
+	// Epsilon is the privacy loss one publication spends per metric family
+	// and day it covers; 0 disables noise.
+	Epsilon float64 `yaml:"epsilon"`
+	// Budget is the total ε allowed per metric family and day; once spent,
+	// publications about that day are refused. Default 10 × Epsilon.
+	Budget float64 `yaml:"budget"`
+}
+
+// NoiseBudget is the total ε per metric family and day: Budget, or 10 ×
+// Epsilon when Budget is not set; 0 when noise is off.
+func (a Aggregates) NoiseBudget() float64 {
+	switch {
+	case a.Noise.Epsilon == 0:
+		return 0
+	case a.Noise.Budget == 0:
+		return 10 * a.Noise.Epsilon
+	}
+	return a.Noise.Budget
+}
+
+// Proxy is the reverse-proxy capture mode: sealgate listens in front of
+// Mattermost, passes every request through and captures posts from the
+// post routes and incoming webhooks. Empty Listen disables it.
+type Proxy struct {
+	// Listen is where Mattermost's clients connect instead of Mattermost.
+	// Env: SEALGATE_PROXY_LISTEN.
+	Listen string `yaml:"listen"`
+	// Upstream is the Mattermost server's base URL, http or https, with no
+	// path (request paths are passed on unchanged). Env: SEALGATE_PROXY_UPSTREAM.
+	Upstream string `yaml:"upstream"`
+	// SpoolDir keeps, encrypted, the captured events the store cannot take
+	// yet; they are replayed when it can, also after a restart. Default
+	// "spool".
+	SpoolDir string `yaml:"spool_dir"`
+	// CertFile and KeyFile, both or neither, make the proxy speak TLS to
+	// its clients (PEM certificate chain and private key).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Reconcile is the reconciliation pull: it reads what changed in
+// Mattermost (mattermost.url) and ingests the events the capture paths
+// missed (package capture/reconcile).
+type Reconcile struct {
+	// Token is a personal access token of a system administrator (or of a
+	// bot with the system_admin role): only they may list every channel
+	// and read deleted posts. Env: SEALGATE_RECONCILE_TOKEN.
+	Token string `yaml:"token"`
+	// Every is the interval of serve's periodic job; 0 (the default) turns
+	// it off. At least 1m, at most 24h: each run reads every channel.
+	Every Duration `yaml:"every"`
+	// Lookback is how far back each periodic run reads, from its own
+	// start; a run never leaves a gap after the last complete one, so after
+	// failures it reads further back. Default 2h, between 1m and 24h: the
+	// server returns at most 1000 changed rows per channel and window.
+	Lookback Duration `yaml:"lookback"`
+	// Lag leaves the changes of the last Lag for a later run, so that the
+	// plugin's own events, which carry more (the earlier text of an edit,
+	// the text of a deleted post), are stored first. Default 5m, at most
+	// 1h and shorter than lookback.
+	Lag Duration `yaml:"lag"`
+	// SkipDirect skips direct and group messages, which are found through
+	// one request per user per run.
+	SkipDirect bool `yaml:"skip_direct"`
+}
+
 // Requester is a compliance officer who may file orders.
 type Requester struct {
 	UserID    string `yaml:"user_id"`
@@ -226,6 +323,9 @@ func Defaults() Config {
 		Log:         Log{Level: "info"},
 		Mattermost:  Mattermost{TokenCache: Duration{30 * time.Second}, CheckpointEvery: Duration{time.Hour}},
 		Orders:      Orders{Grace: Duration{24 * time.Hour}},
+		Proxy:       Proxy{SpoolDir: "spool"},
+		Aggregates:  Aggregates{K: 5, Lateness: Duration{10 * time.Minute}},
+		Reconcile:   Reconcile{Lookback: Duration{2 * time.Hour}, Lag: Duration{5 * time.Minute}},
 	}
 }
 
@@ -273,6 +373,9 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 		"SEALGATE_MAIL_PASSWORD":        &c.Notices.Mail.Password,
 		"SEALGATE_SMTP_LISTEN":          &c.Intake.SMTP.Listen,
 		"SEALGATE_SMTP_PASSWORD":        &c.Intake.SMTP.Password,
+		"SEALGATE_RECONCILE_TOKEN":      &c.Reconcile.Token,
+		"SEALGATE_PROXY_LISTEN":         &c.Proxy.Listen,
+		"SEALGATE_PROXY_UPSTREAM":       &c.Proxy.Upstream,
 	}
 	for name, dst := range strs {
 		if v, ok := lookup(name); ok {
@@ -365,6 +468,7 @@ func (c *Config) Validate() error {
 	if i := c.Intake.SMTP; i.Listen != "" && (i.CertFile == "" || i.KeyFile == "" || i.Username == "" || len(i.Password) < 12 || i.Recipient == "") {
 		bad("intake.smtp: cert_file, key_file, username, password (≥ 12 characters) and recipient are required")
 	}
+	c.validateProxy(bad)
 	if s := c.Orders.PluginSecret; s != "" && (len(s) < 32 || s == c.IngestToken) {
 		bad("orders.plugin_secret: at least 32 characters, and not the ingest token")
 	}
@@ -401,12 +505,94 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if a := c.Aggregates; a.K < 5 {
+		bad("aggregates.k: %d, must be at least 5 (it may only be raised)", a.K)
+	}
+	if l := c.Aggregates.Lateness.Duration; l <= 0 || l > 24*time.Hour {
+		bad("aggregates.lateness: %s, must be between 1s and 24h", c.Aggregates.Lateness)
+	}
+	for _, u := range c.Aggregates.Readers {
+		if !order.IsMattermostID(u) {
+			bad("aggregates.readers: %q is not a Mattermost user id", u)
+		}
+	}
+	if len(c.Aggregates.Readers) > 0 && c.Listen.Orders == "" {
+		bad("aggregates.readers: GET /v1/aggregates is served on listen.orders, which is not set")
+	}
+	if n := c.Aggregates.Noise; n.Epsilon < 0 || n.Epsilon > 10 || n.Budget < 0 || (n.Budget > 0 && n.Budget < n.Epsilon) || n.Budget > 100 || (n.Budget > 0 && n.Epsilon == 0) {
+		bad("aggregates.noise: epsilon between 0 and 10 and budget (≥ epsilon, ≤ 100) expected, got %g and %g", n.Epsilon, n.Budget)
+	}
+	c.validateReconcile(bad)
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
 	}
 	return errors.Join(errs...)
+}
+
+// validateProxy checks the proxy section. The upstream is checked whenever
+// it is set, so that a typo is caught before the proxy is switched on.
+func (c *Config) validateProxy(bad func(string, ...any)) {
+	p := c.Proxy
+	if p.Listen != "" {
+		if _, port, err := net.SplitHostPort(p.Listen); err != nil {
+			bad("proxy.listen: %q is not host:port", p.Listen)
+		} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+			bad("proxy.listen: port %q is not a port number", port)
+		}
+		if p.Upstream == "" {
+			bad("proxy.upstream: missing; the proxy (proxy.listen) forwards to Mattermost there")
+		}
+		if p.SpoolDir == "" {
+			bad("proxy.spool_dir: missing; the proxy keeps what the store cannot take yet there")
+		}
+		// A DELETE exchange carries no author: the proxy asks Mattermost
+		// for the deleted post with the bot's token.
+		if c.Mattermost.BotToken == "" {
+			bad("mattermost.bot_token: missing; the proxy (proxy.listen) looks up deleted posts with it")
+		}
+	}
+	if p.Upstream != "" {
+		u, err := url.Parse(p.Upstream)
+		switch {
+		case err != nil:
+			bad("proxy.upstream: not a URL")
+		case u.Scheme != "http" && u.Scheme != "https":
+			bad("proxy.upstream: scheme %q is not http or https (want an absolute URL such as http://mattermost.internal:8065)", u.Scheme)
+		case u.Hostname() == "":
+			bad("proxy.upstream: missing host")
+		case u.User != nil:
+			bad("proxy.upstream: must not carry credentials")
+		case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			bad("proxy.upstream: must be scheme://host[:port] only; request paths are passed on unchanged")
+		}
+	}
+	if (p.CertFile == "") != (p.KeyFile == "") {
+		bad("proxy.cert_file, proxy.key_file: set both for TLS, or neither")
+	}
+}
+
+// validateReconcile checks the reconcile section. The token and the URL are
+// required only by the periodic job here; `sealgate reconcile` asks for
+// them when it runs, so that a config without them still serves.
+func (c *Config) validateReconcile(bad func(string, ...any)) {
+	r := c.Reconcile
+	if e := r.Every.Duration; e < 0 || (e > 0 && e < time.Minute) || e > 24*time.Hour {
+		bad("reconcile.every: %s, must be 0 (off) or between 1m and 24h", r.Every)
+	}
+	if r.Every.Duration > 0 && r.Token == "" {
+		bad("reconcile.token: missing; the periodic reconciliation (reconcile.every) needs a system administrator's personal access token")
+	}
+	if r.Every.Duration > 0 && c.Mattermost.URL == "" {
+		bad("mattermost.url: missing; the periodic reconciliation (reconcile.every) reads Mattermost's REST API")
+	}
+	if r.Lookback.Duration < time.Minute || r.Lookback.Duration > 24*time.Hour {
+		bad("reconcile.lookback: %s, must be between 1m and 24h", r.Lookback)
+	}
+	if r.Lag.Duration < 0 || r.Lag.Duration > time.Hour || r.Lag.Duration >= r.Lookback.Duration {
+		bad("reconcile.lag: %s, must be between 0 and 1h and shorter than reconcile.lookback (%s)", r.Lag, r.Lookback)
+	}
 }
 
 // Rules are the order rules: the built-in ones tightened by orders.rules.

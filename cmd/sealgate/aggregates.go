@@ -15,6 +15,7 @@ import (
 	"github.com/sealgate/sealgate/aggregates"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/redact"
+	"github.com/sealgate/sealgate/store"
 )
 
 // Size of the --chart image, in pixels.
@@ -28,7 +29,9 @@ const chartWidth, chartHeight = 1200, 600
 //
 // from and to are both included (at most 366 days). The publication is
 // protected at k (at least redact.MinK; a k above the one the days were
-// released with protects them again). --chart also draws the message volume
+// released with protects them again). With aggregates.noise set, the
+// figures carry Laplace noise and each run spends privacy budget, as the
+// API does. --chart also draws the message volume
 // per team over time. Like the audit commands, it reads the file store
 // directly, which it cannot while serve runs on it.
 func cmdAggregates(args []string, stdout io.Writer) error {
@@ -39,7 +42,7 @@ func cmdAggregates(args []string, stdout io.Writer) error {
 	by := fs.String("by", "day", "granularity: hour or day")
 	format := fs.String("format", "table", "output: table, json or csv")
 	chart := fs.String("chart", "", "also draw a chart of the message volume per team to FILE.png or FILE.svg")
-	k := fs.Int("k", redact.MinK, fmt.Sprintf("threshold: no figure about fewer than k people (at least %d)", redact.MinK))
+	k := fs.Int("k", 0, "threshold: no figure about fewer than k people (default and least: aggregates.k of the configuration)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -58,7 +61,7 @@ func cmdAggregates(args []string, stdout io.Writer) error {
 	default:
 		return fmt.Errorf("%w: --format must be table, json or csv, not %q", errUsage, *format)
 	}
-	if *k < redact.MinK {
+	if *k != 0 && *k < redact.MinK {
 		return fmt.Errorf("%w: --k must be at least %d", errUsage, redact.MinK)
 	}
 	chartFormat := ""
@@ -74,6 +77,12 @@ func cmdAggregates(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	switch {
+	case *k == 0:
+		*k = cfg.Aggregates.K
+	case *k < cfg.Aggregates.K:
+		return fmt.Errorf("%w: --k %d is below the configured aggregates.k %d, which may only be raised", errUsage, *k, cfg.Aggregates.K)
+	}
 
 	ctx := context.Background()
 	r, note, closeFn, err := openAggregatesReader(ctx, cfg)
@@ -84,6 +93,16 @@ func cmdAggregates(args []string, stdout io.Writer) error {
 	t, err := aggregates.Query(ctx, r, q, *k)
 	if err != nil {
 		return err
+	}
+	if st, ok := r.(store.Store); ok && cfg.Aggregates.Noise.Epsilon > 0 {
+		// The same noise and the same budget as GET /v1/aggregates.
+		noise, err := newNoise(cfg, st)
+		if err != nil {
+			return err
+		}
+		if t, err = noise(ctx, t); err != nil {
+			return err
+		}
 	}
 	if chartFormat != "" {
 		var buf bytes.Buffer

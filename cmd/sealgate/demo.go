@@ -18,6 +18,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sealgate/sealgate/aggregates"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/internal/privacyscan"
@@ -104,7 +105,15 @@ func cmdDemo(args []string, stdout io.Writer) error {
 	cfg.IngestToken = randomToken()
 	var logBuf bytes.Buffer
 	log := slog.New(redact.NewLogHandler(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	rt := newRuntime(keys, sealer, st, &cfg, log)
+	// Synthetic traffic: 12 employees in 2 teams, 6 channels, the 3 days
+	// before today (an order's window must lie in the past). The
+	// aggregates count from the first of them, as if serve had run then.
+	const days = 3
+	day0 := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
+	rt, err := newRuntime(keys, sealer, st, &cfg, log, day0)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -115,11 +124,7 @@ func cmdDemo(args []string, stdout io.Writer) error {
 	defer func() { stop(); <-done }()
 	url := "http://" + ln.Addr().String() + "/v1/ingest"
 
-	// Synthetic traffic: 4 employees, 6 channels, 3 days.
-	corpus := synth.New(uint64(time.Now().UnixNano()), 4, 6)
-	days := 3
-	// The days before today: an order's window must lie in the past.
-	day0 := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -days)
+	corpus := synth.New(uint64(time.Now().UnixNano()), 12, 6)
 	events := corpus.Events(*posts, day0, days)
 	batches := synth.Batches(events, 100)
 	say("ingesting %d events (posts, edits, deletes) of %d employees over %d days in %d batches via POST /v1/ingest ...", len(events), len(corpus.Employees), days, len(batches))
@@ -180,11 +185,42 @@ func cmdDemo(args []string, stdout io.Writer) error {
 	if len(hits) > 0 {
 		return fmt.Errorf("privacy scan found %d hits", len(hits))
 	}
+	if err := demoAggregates(ctx, say, stdout, rt.stats, st, day0, days); err != nil {
+		return err
+	}
 	if err := demoOrder(ctx, say, log, dir, dbPath, st, rdb, keys, ids, roles, quorum, alice, day0, day0.AddDate(0, 0, 1), canaries); err != nil {
 		return err
 	}
 	say("done in %s.", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// demoAggregates releases the demo's days to the store and shows what the
+// metadata side keeps: counts of groups of at least k people.
+func demoAggregates(ctx context.Context, say func(string, ...any), stdout io.Writer, stats *statistics, st *boltstore.Store, day0 time.Time, days int) error {
+	n, err := stats.agg.FlushTo(ctx, time.Now(), st)
+	if err != nil {
+		return err
+	}
+	say("aggregates: the %d days are released to the store as %d k-anonymous cells (k = %d); the only clear-text metadata kept", days, n, stats.k)
+	for _, by := range []redact.Span{redact.Hour, redact.Day} {
+		t, err := aggregates.Query(ctx, st, redact.Query{From: day0, To: day0.AddDate(0, 0, days), By: by}, stats.k)
+		if err != nil {
+			return err
+		}
+		shown := 0
+		for _, r := range t.Rows {
+			if !r.Suppressed {
+				shown++
+			}
+		}
+		say("  by %s: %d cells shown, %d suppressed (fewer than %d people, or computable from the others)", by, shown, len(t.Rows)-shown, stats.k)
+	}
+	first, err := aggregates.Query(ctx, st, redact.Query{From: day0, To: day0.AddDate(0, 0, 1), By: redact.Day}, stats.k)
+	if err != nil {
+		return err
+	}
+	return aggregates.WriteTable(stdout, first)
 }
 
 func postBatch(url, token string, body []byte) (map[string]int, error) {

@@ -4,10 +4,12 @@
 //	sealgate init --dir DIR --approvers N --quorum M  a test or demo deployment: config, gateway keys, N slot keys
 //	sealgate keygen --out FILE [--kem x25519]       one approver slot key (passphrase-protected) and FILE.pub
 //	sealgate serve --config FILE                    the gateway: ingest API, order API, health, metrics (needs Redis)
+//	sealgate reconcile --config FILE --since T      ingest what the capture paths missed, read from Mattermost's API
 //	sealgate order file|show|revoke, approve, reject, unseal   investigation orders, through the order API
 //	sealgate audit verify|checkpoint --config FILE  verify the audit log; print the head to publish
 //	sealgate report --config FILE --month YYYY-MM   monthly transparency report (counts only)
 //	sealgate aggregates --config FILE --from D --to D  the k-anonymous activity aggregates (table, JSON, CSV, chart)
+//	sealgate privacy-scan --canary S [--redis ADDR] [--url URL] PATH…  search what was written for planted canaries
 //
 // Passphrases come from a prompt on the terminal, or from SEALGATE_PASSPHRASE
 // (for tests and automation).
@@ -30,6 +32,8 @@ usage:
   sealgate keygen --out FILE [--kem mlkem768x25519|x25519]
                                                     create one approver slot key; prints the public key
   sealgate serve --config FILE                      run the gateway (requires a reachable Redis)
+  sealgate reconcile --config FILE --since T [--json]
+                                                    ingest what the capture paths missed since T (RFC 3339, YYYY-MM-DD or 24h/7d back)
 
 audit log (the file store cannot be read while serve runs on it):
   sealgate audit verify --config FILE [--checkpoint LINE | --checkpoint-file FILE]
@@ -40,6 +44,8 @@ audit log (the file store cannot be read while serve runs on it):
   sealgate aggregates --config FILE --from YYYY-MM-DD --to YYYY-MM-DD [--by hour|day]
           [--format table|json|csv] [--chart FILE.png|FILE.svg] [--k N]
                                                     activity aggregates of groups of at least k people
+  sealgate privacy-scan --canary S [--canaries FILE] [--redis ADDR] [--url URL] [PATH ...]
+                                                    search files, Redis and URLs for planted canaries (also encoded); exit 1 on a hit
 
 investigation orders (the caller's Mattermost token in SEALGATE_TOKEN):
   sealgate order file --config FILE --key REQUESTER.key --form ORDER.json
@@ -91,8 +97,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdAudit(args[1:], stdout)
 	case "report":
 		err = cmdReport(args[1:], stdout)
+	case "reconcile":
+		err = cmdReconcile(args[1:], stdout, stderr)
 	case "aggregates":
 		err = cmdAggregates(args[1:], stdout)
+	case "privacy-scan":
+		err = cmdPrivacyScan(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -46,7 +47,11 @@ func (rt *gatewayRuntime) attachOrders(cfg *config.Config, rdb redis.UniversalCl
 	if err != nil {
 		return err
 	}
-	rt.orders = (&orderapi.Server{Desk: desk, Auth: auth, Log: rt.log, PluginSecret: cfg.Orders.PluginSecret}).Handler()
+	rt.auth = auth
+	mux := http.NewServeMux()
+	mux.Handle("/v1/aggregates", rt.stats.handler(cfg, auth))
+	mux.Handle("/", (&orderapi.Server{Desk: desk, Auth: auth, Log: rt.log, PluginSecret: cfg.Orders.PluginSecret}).Handler())
+	rt.orders = mux
 	if cfg.Mattermost.CheckpointChannel != "" {
 		rt.checkpoint = &audit.MattermostPublisher{BaseURL: cfg.Mattermost.URL, BotToken: cfg.Mattermost.BotToken, ChannelID: cfg.Mattermost.CheckpointChannel}
 		rt.checkpointEvery = cfg.Mattermost.CheckpointEvery.Duration

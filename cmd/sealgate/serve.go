@@ -22,6 +22,7 @@ import (
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/mmauth"
 	"github.com/sealgate/sealgate/redact"
 	"github.com/sealgate/sealgate/release"
 	"github.com/sealgate/sealgate/store"
@@ -100,12 +101,17 @@ func serveConfig(ctx context.Context, cfg *config.Config, stdout, stderr io.Writ
 		}()
 		defer intake.Close()
 	}
+	if err := gw.startProxy(cfg, stdout); err != nil {
+		return err
+	}
+	defer gw.stopProxy()
 	ln, err := net.Listen("tcp", cfg.Listen.Admin)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen.Admin, err)
 	}
 	log.Info("sealgate serving", "admin", ln.Addr().String(), "orders", cfg.Listen.Orders, "store", cfg.Store.Kind, "slots", len(cfg.Slots), "quorum", cfg.Quorum)
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
+	defer gw.startReconcile(ctx, cfg)() // stopped before the store closes
 	return gw.serve(ctx, ln, ordersLn)
 }
 
@@ -124,6 +130,12 @@ type gatewayRuntime struct {
 	checkpointEvery time.Duration
 	auditLog        *audit.Log
 	notices         *noticeRuntime
+	// proxy is the reverse-proxy capture mode (proxy.go); nil when off.
+	proxy *proxyRuntime
+	// stats counts every stored event into the k-anonymous aggregates.
+	stats *statistics
+	// auth validates Mattermost tokens on the order listener.
+	auth *mmauth.Authenticator
 }
 
 func openGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*gatewayRuntime, error) {
@@ -151,20 +163,32 @@ func openGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ga
 	if err != nil {
 		return nil, err
 	}
-	return newRuntime(keys, sealer, st, cfg, log), nil
+	rt, err := newRuntime(keys, sealer, st, cfg, log, time.Now())
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return rt, nil
 }
 
-func newRuntime(keys *crypto.GatewayKeys, sealer *crypto.Sealer, st store.Store, cfg *config.Config, log *slog.Logger) *gatewayRuntime {
-	rt := &gatewayRuntime{keys: keys, sealer: sealer, store: st, log: log}
+// newRuntime wires a gateway. The aggregates count the days from start's
+// on (see redact.Config.Start).
+func newRuntime(keys *crypto.GatewayKeys, sealer *crypto.Sealer, st store.Store, cfg *config.Config, log *slog.Logger, start time.Time) (*gatewayRuntime, error) {
+	stats, err := newStatistics(cfg, st, log, start)
+	if err != nil {
+		return nil, err
+	}
+	rt := &gatewayRuntime{keys: keys, sealer: sealer, store: st, log: log, stats: stats}
 	rt.metrics = gateway.NewMetrics(func() float64 { return float64(sealer.Live()) })
+	rt.metrics.Registry.MustRegister(stats.collectors()...)
 	rt.server = &gateway.Server{
-		Pipeline:     &gateway.Pipeline{Sealer: sealer, Keys: keys, Store: st},
+		Pipeline:     &gateway.Pipeline{Sealer: sealer, Keys: keys, Store: st, Aggregates: stats.agg},
 		Token:        cfg.IngestToken,
 		Limits:       gateway.Limits{MaxPostBytes: cfg.Limits.MaxPostBytes, MaxBatchEvents: cfg.Limits.MaxBatchEvents},
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
 		Log:          log,
 	}
-	return rt
+	return rt, nil
 }
 
 func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
@@ -210,6 +234,7 @@ func (rt *gatewayRuntime) serve(ctx context.Context, ln, ordersLn net.Listener) 
 		}
 	}
 	go rt.sweep(ctx)
+	go rt.stats.run(ctx)
 	errc := make(chan error, len(servers))
 	for i, srv := range servers {
 		go func() { errc <- srv.Serve(listeners[i]) }()
@@ -226,7 +251,13 @@ func (rt *gatewayRuntime) serve(ctx context.Context, ln, ordersLn net.Listener) 
 			err = serr
 		}
 	}
+	// The proxy's last captures are stored before the aggregates are
+	// flushed and the store closes.
+	rt.stopProxy()
 	rt.desk.WipeAll()
+	// Every ingest has returned: what the aggregates counted of the open
+	// days goes to the store now (marked partial), before it closes.
+	rt.stats.flush(sctx)
 	rt.log.Info("sealgate stopped")
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
