@@ -35,6 +35,10 @@ type wireBatch struct {
 	Events []json.RawMessage `json:"events"`
 }
 
+// TombstoneVersion is the version of every "deleted" event: one tombstone
+// per post, whichever capture path saw the deletion first.
+const TombstoneVersion = 0
+
 // Event is one parsed ingest event: the crypto.Event that is sealed, and
 // the few clear facts the aggregates count (package redact). Those facts
 // are never stored per event; they only feed the in-memory aggregator.
@@ -174,7 +178,13 @@ func parseEvent(raw []byte, now time.Time, out *Event) error {
 			if at == 0 {
 				return errors.New("missing delete time: post.delete_at and deleted_at are both 0")
 			}
-			ev.Version = at
+			// A post is deleted once (Mattermost has no undelete), but each
+			// capture path stamps the deletion with its own clock: the
+			// plugin when its hook runs, the proxy and the reconciliation
+			// with the server's delete_at. The tombstone's version is
+			// therefore fixed, so that all of them store one tombstone; the
+			// first copy's time is the one kept (inside the sealed record).
+			ev.Version = TombstoneVersion
 		}
 	case "file":
 		f := w.File

@@ -66,7 +66,7 @@ func fixtureBatch(t *testing.T) ([]byte, []crypto.Event) {
 				t.Fatalf("fixture delete hook carries delete_at %d; the plugin must stamp it", p.DeleteAt)
 			}
 			ev["kind"], ev["post"], ev["deleted_at"] = "deleted", h.Post, h.TS
-			want = append(want, crypto.Event{Employee: p.UserId, PostID: p.Id, Kind: crypto.KindDeleted, Version: h.TS, Time: time.UnixMilli(h.TS)})
+			want = append(want, crypto.Event{Employee: p.UserId, PostID: p.Id, Kind: crypto.KindDeleted, Version: TombstoneVersion, Time: time.UnixMilli(h.TS)})
 		default:
 			t.Fatalf("unknown hook %q", h.Hook)
 		}
@@ -187,10 +187,34 @@ func TestParseKinds(t *testing.T) {
 		kind    crypto.Kind
 		id      string
 		version int64
-	}{{crypto.KindPosted, "p", 1000}, {crypto.KindEdited, "p", 2000}, {crypto.KindDeleted, "p", 3000}, {crypto.KindFile, "f", 1500}}
+	}{{crypto.KindPosted, "p", 1000}, {crypto.KindEdited, "p", 2000}, {crypto.KindDeleted, "p", TombstoneVersion}, {crypto.KindFile, "f", 1500}}
 	for i, w := range want {
 		if evs[i].Kind != w.kind || evs[i].PostID != w.id || evs[i].Version != w.version || evs[i].Employee != "u" {
 			t.Errorf("event %d: %+v", i, evs[i])
+		}
+	}
+	if !evs[2].Time.Equal(time.UnixMilli(3000)) {
+		t.Errorf("tombstone time %v, want the delete time", evs[2].Time)
+	}
+}
+
+// TestOneTombstoneAcrossPaths: the plugin (its own clock, delete_at 0), the
+// proxy and the reconciliation (the server's delete_at) report one deletion
+// at three different times; all three are the same tombstone (same post,
+// kind and version), so the store keeps one.
+func TestOneTombstoneAcrossPaths(t *testing.T) {
+	now := time.UnixMilli(1795346540000)
+	body := `{"events":[
+	 {"kind":"deleted","post":{"id":"p","user_id":"u","channel_id":"c","create_at":1000,"delete_at":0},"deleted_at":3004},
+	 {"kind":"deleted","post":{"id":"p","user_id":"u","channel_id":"c","create_at":1000,"delete_at":3000},"request_id":"r"},
+	 {"kind":"deleted","post":{"id":"p","user_id":"u","channel_id":"c","create_at":1000,"delete_at":3000},"source":"reconcile"}]}`
+	evs, err := ParseBatch([]byte(body), testLimits, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range evs {
+		if evs[i].PostID != evs[0].PostID || evs[i].Kind != evs[0].Kind || evs[i].Version != evs[0].Version {
+			t.Fatalf("event %d is another tombstone: %+v vs %+v", i, evs[i].Event, evs[0].Event)
 		}
 	}
 }

@@ -186,6 +186,7 @@ func (f *fixture) post(kind, employee, channel, postID, text string, at time.Tim
 		p["create_at"] = ms - 60_000
 		p["update_at"] = ms - 60_000
 		ev["deleted_at"] = ms
+		version = gateway.TombstoneVersion
 	}
 	f.posts = append(f.posts, sent{employee: employee, channel: channel, postID: postID, kind: kind, version: version, at: at})
 	return ev

@@ -65,10 +65,9 @@
 //     root without any REST response, websocket event or plugin hook.
 //
 // Only events inside the window (event time after since) are considered,
-// and of those only the ones Seen says are not stored. The plugin stamps a
-// deletion with its own clock, a few milliseconds after the server's
-// delete_at, so a deletion counts as seen when any version in [delete_at,
-// delete_at+DeleteSkew] is stored.
+// and of those only the ones Seen says are not stored. A post has one
+// tombstone (gateway.TombstoneVersion), whatever time each capture path
+// stamped on the deletion, so a deletion the plugin saw is seen here too.
 //
 // # Known gaps
 //

@@ -121,7 +121,7 @@ func TestEndToEndAfterPlugin(t *testing.T) {
 			t.Errorf("edit history read %d times", n)
 		}
 	}
-	ok, err := r.Seen(context.Background(), ids.DeletedRootReplyID, KindDeleted, 1795346538287)
+	ok, err := r.Seen(context.Background(), ids.DeletedRootReplyID, KindDeleted, gateway.TombstoneVersion)
 	if err != nil || !ok {
 		t.Errorf("reply tombstone not stored: %v", err)
 	}

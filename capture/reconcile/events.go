@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sealgate/sealgate/gateway"
 	"net/http"
 	"sort"
 
@@ -143,7 +144,7 @@ func (st *run) post(ctx context.Context, pc *postCtx) error {
 
 	// deleted
 	if st.window(L.DeleteAt) {
-		seen, err := st.seenDeleted(ctx, L.Id, L.DeleteAt)
+		seen, err := st.seen(ctx, L.Id, KindDeleted, gateway.TombstoneVersion)
 		if err != nil {
 			return err
 		}
@@ -162,7 +163,7 @@ func (st *run) post(ctx context.Context, pc *postCtx) error {
 			st.rep.CascadeDeleted++
 		}
 		ev := &event{Kind: KindDeleted, Post: L.Clone(), DeletedAt: L.DeleteAt}
-		if err := st.emit(ctx, pc, eventKey{L.Id, KindDeleted, L.DeleteAt}, ev); err != nil {
+		if err := st.emit(ctx, pc, eventKey{L.Id, KindDeleted, gateway.TombstoneVersion}, ev); err != nil {
 			return err
 		}
 	}
@@ -291,19 +292,6 @@ func (st *run) seen(ctx context.Context, id, kind string, v int64) (bool, error)
 	}
 	st.known[k] = s
 	return s, nil
-}
-
-// seenDeleted: the plugin stamps deleted_at with its own clock just after
-// the server's delete_at, so any version up to DeleteSkew later counts.
-func (st *run) seenDeleted(ctx context.Context, id string, at int64) (bool, error) {
-	skew := st.r.deleteSkewMs()
-	for v := at; v <= at+skew; v++ {
-		s, err := st.seen(ctx, id, KindDeleted, v)
-		if err != nil || s {
-			return s, err
-		}
-	}
-	return false, nil
 }
 
 func (st *run) emit(ctx context.Context, pc *postCtx, k eventKey, ev *event) error {

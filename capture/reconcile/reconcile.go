@@ -30,9 +30,6 @@ const (
 	MaxPageSize = 200
 	// DefaultBatchSize bounds one Ingest call.
 	DefaultBatchSize = 100
-	// DefaultDeleteSkew is how far after the server's delete_at a stored
-	// deletion may be stamped and still count as seen.
-	DefaultDeleteSkew = 2 * time.Second
 )
 
 // ErrIncomplete is returned by Run, with the full Report, when some
@@ -61,10 +58,6 @@ type Reconciler struct {
 	PageSize int
 	// BatchSize bounds the events of one Ingest call; default 100.
 	BatchSize int
-	// DeleteSkew: a deletion counts as seen when a version in
-	// [delete_at, delete_at+DeleteSkew] is stored. 0 means
-	// DefaultDeleteSkew; negative means the exact delete_at only.
-	DeleteSkew time.Duration
 	// Lag leaves events newer than Now()-Lag for a later run, so that the
 	// capture paths' own events for recent changes, which carry more (the
 	// old version's text, the deleted text), are stored first: an event
@@ -266,16 +259,6 @@ func (r *Reconciler) batchSize() int {
 		return DefaultBatchSize
 	}
 	return r.BatchSize
-}
-
-func (r *Reconciler) deleteSkewMs() int64 {
-	switch {
-	case r.DeleteSkew < 0:
-		return 0
-	case r.DeleteSkew == 0:
-		return DefaultDeleteSkew.Milliseconds()
-	}
-	return r.DeleteSkew.Milliseconds()
 }
 
 // listChannels lists every public and private channel (archived too) and,

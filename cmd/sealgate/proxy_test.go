@@ -26,6 +26,7 @@ import (
 	"github.com/sealgate/sealgate/capture/proxy"
 	"github.com/sealgate/sealgate/config"
 	"github.com/sealgate/sealgate/crypto"
+	"github.com/sealgate/sealgate/gateway"
 	"github.com/sealgate/sealgate/internal/privacyscan"
 	"github.com/sealgate/sealgate/internal/testredis"
 	"github.com/sealgate/sealgate/store/boltstore"
@@ -568,7 +569,7 @@ func TestServeProxy(t *testing.T) {
 		{fxPublicPost, crypto.KindPosted, fxPublicAt},
 		{fxPublicPost, crypto.KindEdited, fxPatchedAt},
 		{fxDeletedPost, crypto.KindPosted, fxDeletedAt},
-		{fxDeletedPost, crypto.KindDeleted, fxDeleteAt},
+		{fxDeletedPost, crypto.KindDeleted, gateway.TombstoneVersion},
 	})
 	if n := spoolPending(t, cfg); n != 0 {
 		t.Errorf("spool holds %d events after a clean stop", n)
@@ -670,7 +671,7 @@ func TestServeProxyRestart(t *testing.T) {
 		{fxPublicPost, crypto.KindPosted, fxPublicAt},
 		{fxPublicPost, crypto.KindEdited, fxPatchedAt},
 		{fxDeletedPost, crypto.KindPosted, fxDeletedAt},
-		{fxDeletedPost, crypto.KindDeleted, fxDeleteAt},
+		{fxDeletedPost, crypto.KindDeleted, gateway.TombstoneVersion},
 		{fxPrivatePost, crypto.KindPosted, fxPrivateAt},
 	})
 	if n := spoolPending(t, cfg); n != 0 {

@@ -495,9 +495,9 @@ var rcFromEmpty = []rcWant{
 	{"bot post", "bot_post_id", crypto.KindPosted, 1795346539559},
 	{"second patch of the public post", "public_post_id", crypto.KindEdited, 1795346535664},
 	{"PUT edit of the private post", "private_post_id", crypto.KindEdited, 1795346536086},
-	{"deleted post", "deleted_post_id", crypto.KindDeleted, 1795346536945},
-	{"deleted thread root", "deleted_root_id", crypto.KindDeleted, 1795346538287},
-	{"reply deleted with its root", "deleted_root_reply_id", crypto.KindDeleted, 1795346538287},
+	{"deleted post", "deleted_post_id", crypto.KindDeleted, gateway.TombstoneVersion},
+	{"deleted thread root", "deleted_root_id", crypto.KindDeleted, gateway.TombstoneVersion},
+	{"reply deleted with its root", "deleted_root_reply_id", crypto.KindDeleted, gateway.TombstoneVersion},
 }
 
 // rcWebhookPosts are the two webhook posts (their ids are not in ids.json).
@@ -644,7 +644,7 @@ func TestReconcileCommandAfterPlugin(t *testing.T) {
 	if n := s.records(); n != 26 {
 		t.Errorf("%d records, want the plugin's 25 and the reply's tombstone", n)
 	}
-	if !s.has(mm.ids.s("deleted_root_reply_id"), crypto.KindDeleted, 1795346538287) {
+	if !s.has(mm.ids.s("deleted_root_reply_id"), crypto.KindDeleted, gateway.TombstoneVersion) {
 		t.Error("the tombstone of the reply deleted with its root is not stored")
 	}
 	s.st.Close()

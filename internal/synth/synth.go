@@ -91,7 +91,12 @@ func (c *Corpus) Events(n int, start time.Time, days int) []Event {
 			p.EditAt, p.UpdateAt = edit, edit
 			out = append(out, c.event(Event{Kind: "updated", Post: p}))
 		default:
-			p := c.posts[c.rnd.IntN(len(c.posts))].Clone()
+			// A post is deleted once: it leaves the pool of posts that
+			// later edits and deletes pick from.
+			i := c.rnd.IntN(len(c.posts))
+			p := c.posts[i].Clone()
+			c.posts[i] = c.posts[len(c.posts)-1]
+			c.posts = c.posts[:len(c.posts)-1]
 			// As the plugin hook delivers it: delete_at 0, the plugin stamps the time.
 			out = append(out, c.event(Event{Kind: "deleted", Post: p, DeletedAt: p.CreateAt + 1 + c.rnd.Int64N(7200_000)}))
 		}
