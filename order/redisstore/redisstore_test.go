@@ -20,7 +20,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	srv := testredis.Start(t)
-	f := &fixture{srv: srv, now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+	f := &fixture{srv: srv, now: time.Now().UTC().Truncate(time.Second)} // Redis expires keys by its own, real clock
 	f.st = New(srv.Client(), time.Hour, func() time.Time { return f.now })
 	return f
 }
