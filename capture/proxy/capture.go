@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -366,6 +369,7 @@ type hookRef struct {
 }
 
 type hookPost struct {
+	ID        string         `json:"id"`
 	UserID    string         `json:"user_id,omitempty"`
 	ChannelID string         `json:"channel_id,omitempty"`
 	CreateAt  int64          `json:"create_at"`
@@ -451,7 +455,8 @@ func (p *Proxy) buildHookEvent(j *job) []byte {
 		props["attachments"] = pl.Attachments
 	}
 	username, icon := pl.Username, pl.IconURL
-	if hook := p.hook(j.id); hook != nil {
+	hook := p.hook(j.id)
+	if hook != nil {
 		ev.Post.UserID = hook.UserId
 		if pl.ChannelName == "" || hook.ChannelLocked {
 			ev.Post.ChannelID = hook.ChannelId
@@ -478,12 +483,156 @@ func (p *Proxy) buildHookEvent(j *job) []byte {
 	}
 	ev.Post = hookPost{UserID: ev.Post.UserID, ChannelID: ev.Post.ChannelID, CreateAt: at, UpdateAt: at,
 		RootID: pl.RootID, Message: pl.Text, Type: pl.Type, Props: props}
+	if hook != nil && p.WebhookPosts != nil {
+		channelID, channelName := ev.Post.ChannelID, ""
+		if channelID == "" {
+			channelName = pl.ChannelName
+		}
+		if post := p.findHookPost(hook, channelID, channelName, pl, j.at); post != nil {
+			p.stats.hooksResolved.Add(1)
+			return p.resolvedHookEvent(j, post)
+		}
+	}
+	// Not found: the post id is derived from the request id, so a replay
+	// of this event is still one record; the plugin's copy, under the real
+	// id, carries the same request id inside its sealed record.
+	p.stats.hooksUnresolved.Add(1)
+	ev.Post.ID = WebhookPostID(j.requestID, j.id, at)
 	b, err := json.Marshal(ev)
 	if err != nil {
 		p.stats.skipped.Add(1)
 		return nil
 	}
 	return b
+}
+
+// WebhookPostID is the post id of a webhook event whose post the proxy
+// could not find: "webhook-" and 18 characters of a hash of the request id
+// (or, without one, of the hook id and time). The "-" is not in
+// Mattermost's id alphabet, so it never equals a real post id, and an
+// export shows it for what it is.
+func WebhookPostID(requestID, hookID string, at int64) string {
+	h := sha256.New()
+	h.Write([]byte("sealgate/webhook-post/v1\x00"))
+	if requestID != "" {
+		h.Write([]byte(requestID))
+	} else {
+		fmt.Fprintf(h, "%s\x00%d", hookID, at)
+	}
+	sum := h.Sum(nil)
+	return "webhook-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum))[:18]
+}
+
+// hookPostWindow is how long before the proxy saw the "ok" a webhook's
+// post may have been created: the request's own duration, generously.
+const hookPostWindow = time.Minute
+
+// findHookPost finds the post a webhook request created: in its channel,
+// created in the window before the answer, by the hook's creator, marked
+// from_webhook, in the payload's thread, not yet claimed by another
+// request. Among several, the one with the payload's text; among several
+// of those, the earliest (they are the same message, so which request it
+// is linked to does not matter). nil when none or when it stays ambiguous.
+func (p *Proxy) findHookPost(hook *model.IncomingWebhook, channelID, channelName string, pl *hookPayload, answered time.Time) *model.Post {
+	var posts []*model.Post
+	err := p.lookup(func(ctx context.Context) error {
+		var e error
+		posts, e = p.WebhookPosts(ctx, hook.TeamId, channelID, channelName, answered.Add(-hookPostWindow))
+		return e
+	})
+	if err != nil {
+		p.log.Warn("proxy: webhook post lookup failed; event keeps a request-derived post id", "error_class", errClass(err))
+		return nil
+	}
+	lo, hi := answered.Add(-hookPostWindow).UnixMilli(), answered.Add(time.Second).UnixMilli()
+	var cands, sameText []*model.Post
+	for _, q := range posts {
+		if q == nil || q.UserId != hook.UserId || q.RootId != pl.RootID || q.OriginalId != "" ||
+			q.CreateAt < lo || q.CreateAt > hi || q.GetProp(model.PostPropsFromWebhook) != "true" || p.claimed.has(q.Id) {
+			continue
+		}
+		cands = append(cands, q)
+		if q.Message == pl.Text {
+			sameText = append(sameText, q)
+		}
+	}
+	var pick *model.Post
+	switch {
+	case len(sameText) > 0:
+		pick = sameText[0]
+		for _, q := range sameText[1:] {
+			if q.CreateAt < pick.CreateAt {
+				pick = q
+			}
+		}
+	case len(cands) == 1:
+		pick = cands[0] // the server changed the text (markdown of attachments, mentions)
+	default:
+		return nil
+	}
+	if !p.claimed.claim(pick.Id) {
+		return nil // another request took it meanwhile
+	}
+	return pick
+}
+
+// resolvedHookEvent is the plugin's event for the webhook's post: the post
+// as it was created (update_at = create_at, as the plugin's hook sees it),
+// with the request id that links it to the plugin's copy.
+func (p *Proxy) resolvedHookEvent(j *job, post *model.Post) []byte {
+	q := post.Clone()
+	q.UpdateAt, q.EditAt = q.CreateAt, 0
+	raw, err := json.Marshal(q)
+	if err != nil {
+		p.stats.skipped.Add(1)
+		return nil
+	}
+	b, err := json.Marshal(struct {
+		Kind      string          `json:"kind"`
+		RequestID string          `json:"request_id,omitempty"`
+		Webhook   hookRef         `json:"webhook"`
+		Post      json.RawMessage `json:"post"`
+	}{"posted", j.requestID, hookRef{HookID: j.id}, raw})
+	if err != nil {
+		p.stats.skipped.Add(1)
+		return nil
+	}
+	return b
+}
+
+// claimedPosts remembers, for a while, the webhook posts already matched,
+// so that two requests of one hook are never given the same post.
+type claimedPosts struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (c *claimedPosts) has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[id]
+	return ok
+}
+
+func (c *claimedPosts) claim(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.m == nil {
+		c.m = map[string]time.Time{}
+	}
+	if len(c.m) > 10000 {
+		for k, t := range c.m {
+			if now.Sub(t) > 2*hookPostWindow {
+				delete(c.m, k)
+			}
+		}
+	}
+	if _, ok := c.m[id]; ok {
+		return false
+	}
+	c.m[id] = now
+	return true
 }
 
 // hookCache remembers HookLookup answers.

@@ -18,7 +18,7 @@
 //	PUT    /api/v4/posts/{id}         "updated" from the response post
 //	PUT    /api/v4/posts/{id}/patch   "updated" from the response post
 //	DELETE /api/v4/posts/{id}         "deleted" from PostLookup, stamped deleted_at
-//	POST   /hooks/{id}                "posted"  from the request payload, linked by request_id
+//	POST   /hooks/{id}                "posted"  the post the hook created (WebhookPosts), else from the payload
 //
 // Two ways to run it, capturing the same way:
 //
@@ -97,6 +97,16 @@ type Proxy struct {
 	// (the post's user_id) and default channel (Client4.GetIncomingWebhook
 	// with an admin token). Results are cached for HookCacheTTL.
 	HookLookup func(ctx context.Context, hookID string) (*model.IncomingWebhook, error)
+	// WebhookPosts, optional, lists the posts created since `since` in the
+	// channel a webhook posted to: channelID, or when the payload named
+	// another channel, the channel of that name in teamID (Client4:
+	// GetChannelByName, GetPostsSince, with the bot's token). The proxy
+	// uses it to find the post a webhook created, which Mattermost's "ok"
+	// does not name, so that the event carries the real post id and
+	// de-duplicates with the plugin's and the reconciliation's copies.
+	// Without it, or when no single post matches, the event gets a post
+	// id derived from its request id (WebhookPostID).
+	WebhookPosts func(ctx context.Context, teamID, channelID, channelName string, since time.Time) ([]*model.Post, error)
 	// Spool takes events the capture queue has no room for. Nil drops them
 	// (counted and logged).
 	Spool *Spool
@@ -127,7 +137,8 @@ type Proxy struct {
 	stop      context.Context
 	stopNow   context.CancelFunc
 	hooks     hookCache
-	pool      *upPool // the lean path's connections; nil when it is off
+	claimed   claimedPosts // webhook posts already matched to a request
+	pool      *upPool      // the lean path's connections; nil when it is off
 	tun       tunnels
 	fast      fastServer
 	stats     counters
@@ -135,6 +146,7 @@ type Proxy struct {
 
 type counters struct {
 	captured, spilled, dropped, skipped, lookupFailed atomic.Int64
+	hooksResolved, hooksUnresolved                    atomic.Int64
 	fast, handedOff                                   atomic.Int64
 }
 
@@ -145,20 +157,24 @@ type Stats struct {
 	Dropped      int64 // events lost: queue full and no Spool, or the Spool failed
 	Skipped      int64 // capture-route responses not captured: too large, unknown encoding, not a post
 	LookupFailed int64 // deletes whose PostLookup failed every retry (emitted with the post id only)
-	FastPath     int64 // requests Serve's fast path forwarded itself
-	HandedOff    int64 // connections Serve handed to net/http
+	// HooksResolved and HooksUnresolved count webhook posts found through
+	// WebhookPosts, and those emitted under WebhookPostID instead.
+	HooksResolved, HooksUnresolved int64
+	FastPath                       int64 // requests Serve's fast path forwarded itself
+	HandedOff                      int64 // connections Serve handed to net/http
 }
 
 // Stats returns the capture counters.
 func (p *Proxy) Stats() Stats {
 	return Stats{
-		Captured:     p.stats.captured.Load(),
-		Spilled:      p.stats.spilled.Load(),
-		Dropped:      p.stats.dropped.Load(),
-		Skipped:      p.stats.skipped.Load(),
-		LookupFailed: p.stats.lookupFailed.Load(),
-		FastPath:     p.stats.fast.Load(),
-		HandedOff:    p.stats.handedOff.Load(),
+		Captured:      p.stats.captured.Load(),
+		Spilled:       p.stats.spilled.Load(),
+		Dropped:       p.stats.dropped.Load(),
+		Skipped:       p.stats.skipped.Load(),
+		LookupFailed:  p.stats.lookupFailed.Load(),
+		HooksResolved: p.stats.hooksResolved.Load(), HooksUnresolved: p.stats.hooksUnresolved.Load(),
+		FastPath:  p.stats.fast.Load(),
+		HandedOff: p.stats.handedOff.Load(),
 	}
 }
 

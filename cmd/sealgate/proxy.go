@@ -116,6 +116,24 @@ func (rt *gatewayRuntime) startProxy(cfg *config.Config, stdout io.Writer) error
 		}
 		return hook, nil
 	}
+	p.WebhookPosts = func(ctx context.Context, teamID, channelID, channelName string, since time.Time) ([]*model.Post, error) {
+		if channelID == "" {
+			ch, resp, err := mm.GetChannelByName(ctx, channelName, teamID, "")
+			if err != nil {
+				return nil, rt.apiError("look up a webhook's channel", "read_channel", resp, err)
+			}
+			channelID = ch.Id
+		}
+		list, resp, err := mm.GetPostsSince(ctx, channelID, since.UnixMilli(), false)
+		if err != nil {
+			return nil, rt.apiError("list a webhook's channel", "read_channel", resp, err)
+		}
+		posts := make([]*model.Post, 0, len(list.Posts))
+		for _, q := range list.Posts {
+			posts = append(posts, q)
+		}
+		return posts, nil
+	}
 	rt.metrics.Registry.MustRegister(&proxyCollector{p: p, sink: sink, spool: spool})
 
 	sinkCtx, stopSink := context.WithCancel(context.Background())
@@ -257,7 +275,7 @@ type proxyCollector struct {
 
 var (
 	proxyEventsDesc = prometheus.NewDesc("sealgate_proxy_events_total",
-		"Captured events by outcome: captured (handed to the sink), spilled (capture queue full, spooled), dropped; skipped counts capture-route responses not captured (too large, not a post), lookup_failed deletions whose author could not be looked up.",
+		"Captured events by outcome: captured (handed to the sink), spilled (capture queue full, spooled), dropped; skipped counts capture-route responses not captured (too large, not a post), lookup_failed deletions whose author could not be looked up; webhook_resolved webhook posts found by listing the hook's channel, webhook_unresolved those stored under a request-derived id.",
 		[]string{"outcome"}, nil)
 	proxySinkDesc = prometheus.NewDesc("sealgate_proxy_sink_events_total",
 		"Captured events by what the sink did: delivered (stored directly), spooled, dropped.",
@@ -288,6 +306,8 @@ func (c *proxyCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(proxyEventsDesc, st.Dropped, "dropped")
 	counter(proxyEventsDesc, st.Skipped, "skipped")
 	counter(proxyEventsDesc, st.LookupFailed, "lookup_failed")
+	counter(proxyEventsDesc, st.HooksResolved, "webhook_resolved")
+	counter(proxyEventsDesc, st.HooksUnresolved, "webhook_unresolved")
 	counter(proxySinkDesc, ss.Delivered, "delivered")
 	counter(proxySinkDesc, ss.Spooled, "spooled")
 	counter(proxySinkDesc, ss.Dropped, "dropped")

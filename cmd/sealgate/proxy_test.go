@@ -144,6 +144,8 @@ type mattermost struct {
 	auth    map[string][]string     // Authorization headers seen, by route
 	proto   []string                // X-Forwarded-Proto of the proxied requests
 	lookups int
+	// hookPosts are the posts webhooks created, as the server stores them.
+	hookPosts []*model.Post
 }
 
 func newMattermost(t *testing.T) *mattermost {
@@ -166,6 +168,30 @@ func newMattermost(t *testing.T) *mattermost {
 	mm.srv = httptest.NewServer(mm)
 	t.Cleanup(mm.srv.Close)
 	return mm
+}
+
+// The recorded webhook: its creator and its channel.
+const (
+	fxHookCreator = "s9oiufcdb3dmxrnidfnd46tree"
+	fxHookChannel = "8s6ug79ctbfp8bm4q1fdjfjxho"
+)
+
+// createHookPost stores the post a webhook request creates, as Mattermost
+// does: by the hook's creator, in its channel, marked from_webhook.
+func (mm *mattermost) createHookPost(body []byte) {
+	var pl struct {
+		Text     string `json:"text"`
+		Username string `json:"username"`
+	}
+	json.Unmarshal(body, &pl)
+	now := model.GetMillis()
+	q := &model.Post{Id: model.NewId(), UserId: fxHookCreator, ChannelId: fxHookChannel, CreateAt: now, UpdateAt: now, Message: pl.Text}
+	q.AddProp(model.PostPropsFromWebhook, "true")
+	q.AddProp(model.PostPropsOverrideUsername, pl.Username)
+	q.AddProp("webhook_display_name", "CI pipeline")
+	mm.mu.Lock()
+	mm.hookPosts = append(mm.hookPosts, q)
+	mm.mu.Unlock()
 }
 
 // pending returns the pending_post_id of a recorded create.
@@ -205,6 +231,27 @@ func (mm *mattermost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ex = mm.me
 	case route == "POST "+mm.hook.Request.Path:
 		ex = mm.hook
+		mm.createHookPost(body)
+	case r.Method == "GET" && r.URL.Path == "/api/v4/channels/"+fxHookChannel+"/posts" && r.URL.Query().Has("since"):
+		// The bot lists the hook's channel to find the post it created.
+		mm.mu.Lock()
+		mm.auth["lookup"] = append(mm.auth["lookup"], r.Header.Get("Authorization"))
+		list := model.NewPostList()
+		since, _ := strconv.ParseInt(r.URL.Query().Get("since"), 10, 64)
+		for _, q := range mm.hookPosts {
+			if q.UpdateAt > since {
+				list.AddPost(q)
+				list.AddOrder(q.Id)
+			}
+		}
+		mm.mu.Unlock()
+		if scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " "); !strings.EqualFold(scheme, "bearer") || token != proxyBotToken {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(list)
+		return
 	case route == "GET "+mm.hookGet.Request.Path+"/"+fxHook:
 		ex = mm.hookGet
 		route = "lookup"
@@ -718,10 +765,10 @@ func TestServeProxyTLS(t *testing.T) {
 }
 
 // TestServeProxyWebhook: a post through an incoming webhook passes the
-// proxy unchanged and is captured from its payload, but Mattermost's
-// answer ("ok") carries no post id, which the ingest parser requires: the
-// event is kept, sealed, in the spool's dead letters, and neither stored
-// nor dropped. (The plugin and the reconciliation store such posts.)
+// proxy unchanged. Mattermost's answer ("ok") names no post, so the proxy
+// finds the post the hook created by listing the hook's channel with the
+// bot's token, and stores it under its real id: the plugin's copy of the
+// same post, sent to /v1/ingest afterwards, is a duplicate.
 func TestServeProxyWebhook(t *testing.T) {
 	mm := newMattermost(t)
 	cfg := proxyDeployment(t, mm, nil)
@@ -736,32 +783,46 @@ func TestServeProxyWebhook(t *testing.T) {
 	}
 	resp.Body.Close()
 	checkUnchanged(t, mm, rc, model.BuildResponse(resp))
-	eventually(t, "the webhook captured", func() bool {
-		return metric(t, cfg, `sealgate_proxy_events_total{outcome="captured"}`) == 1
+	eventually(t, "the webhook's post stored", func() bool {
+		return metric(t, cfg, `sealgate_proxy_sink_events_total{outcome="delivered"}`) == 1
 	})
-	eventually(t, "the dead letter", func() bool {
-		_, err := os.Stat(filepath.Join(cfg.Path(cfg.Proxy.SpoolDir), "dead"))
-		return err == nil
-	})
-	logs := s.stop(t)
-	checkStored(t, cfg, nil)
-	keys, err := readGatewayKeys(cfg.Path(cfg.GatewayKeys))
-	if err != nil {
-		t.Fatal(err)
+	if n := metric(t, cfg, `sealgate_proxy_events_total{outcome="webhook_resolved"}`); n != 1 {
+		t.Errorf("%v webhook posts resolved, want 1", n)
 	}
-	aead, _ := keys.AEAD(spoolPurpose)
-	dead, err := proxy.OpenSpool(filepath.Join(cfg.Path(cfg.Proxy.SpoolDir), "dead"), aead, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := dead.Pending(); n != 1 {
-		t.Errorf("%d dead letters, want the webhook's event", n)
-	}
-	dead.Close()
 	mm.mu.Lock()
-	if got := mm.auth["lookup"]; len(got) != 1 || got[0] != model.HeaderBearer+" "+proxyBotToken {
-		t.Errorf("webhook lookups: %q", got)
+	if len(mm.hookPosts) != 1 {
+		t.Fatalf("%d webhook posts created", len(mm.hookPosts))
 	}
+	post := mm.hookPosts[0].Clone()
+	lookups := append([]string(nil), mm.auth["lookup"]...)
 	mm.mu.Unlock()
+	for _, a := range lookups {
+		if a != model.HeaderBearer+" "+proxyBotToken {
+			t.Errorf("a lookup without the bot's token: %q", a)
+		}
+	}
+	if len(lookups) != 2 { // the hook, then its channel's posts
+		t.Errorf("%d lookups, want 2", len(lookups))
+	}
+
+	// The plugin's copy of the same post: nothing new is stored.
+	raw, _ := json.Marshal(map[string]any{"events": []any{map[string]any{"kind": "posted", "post": post, "request_id": resp.Header.Get("X-Request-Id")}}})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+cfg.Listen.Admin+"/v1/ingest", bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+cfg.IngestToken)
+	ir, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]int
+	json.NewDecoder(ir.Body).Decode(&res)
+	ir.Body.Close()
+	if ir.StatusCode != http.StatusOK || res["stored"] != 0 || res["duplicate"] != 1 {
+		t.Fatalf("the plugin's copy: %d %v, want a duplicate", ir.StatusCode, res)
+	}
+	logs := s.stop(t)
+	checkStored(t, cfg, []wantRecord{{post.Id, crypto.KindPosted, post.CreateAt}})
+	if _, err := os.Stat(filepath.Join(cfg.Path(cfg.Proxy.SpoolDir), "dead")); err == nil {
+		t.Error("a dead letter was written")
+	}
 	checkNoCanary(t, cfg, canary, map[string]string{"log": logs})
 }
