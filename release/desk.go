@@ -520,8 +520,17 @@ func (d *Desk) Reject(ctx context.Context, actor, id string, slot int, reason st
 	if reason == "" {
 		return false, refuse(ErrInvalid, "no_reason", "a rejection needs a reason")
 	}
-	if _, _, err := d.load(ctx, id); err != nil {
+	_, f, err := d.load(ctx, id)
+	if err != nil {
 		return false, err
+	}
+	// The subject and the requester are parties, not approvers: neither may
+	// approve, and neither may veto or reject either.
+	switch actor {
+	case f.Order.Subject:
+		return false, refuse(ErrForbidden, "subject_approval", order.ErrSubjectApproval.Error())
+	case f.Order.Requester:
+		return false, refuse(ErrForbidden, "self_approval", order.ErrSelfApproval.Error())
 	}
 	rejected, err = d.cfg.Orders.Reject(ctx, id, d.cfg.Slots[slot].Role, actor, reason)
 	if err != nil {

@@ -405,6 +405,11 @@ func TestVeto(t *testing.T) {
 	}
 	_, err = f.desk.Reject(f.ctx, holder(0), o.ID, 2, "not my slot")
 	f.refused(err, release.ErrForbidden, "not_slot_holder")
+	// The subject and the requester hold slots 3 and 4, but are parties.
+	_, err = f.desk.Reject(f.ctx, alice, o.ID, 3, "leave me alone")
+	f.refused(err, release.ErrForbidden, "subject_approval")
+	_, err = f.desk.Reject(f.ctx, carol, o.ID, 4, "changed my mind")
+	f.refused(err, release.ErrForbidden, "self_approval")
 	rejected, err = f.desk.Reject(f.ctx, holder(2), o.ID, 2, "the works council objects")
 	if err != nil || !rejected {
 		t.Fatalf("works council's veto: rejected=%v, %v", rejected, err)
