@@ -17,10 +17,24 @@ import (
 	"github.com/sealgate/sealgate/release"
 )
 
+// Test seams of the notice dispatcher. Production leaves both nil; a test
+// sets them before serve starts and restores them after it stops (newNotices
+// reads them once).
+var (
+	// noticeBackoff, if set, replaces the dispatcher's retry backoff
+	// (notice.DefaultBackoff, minutes to an hour) and wakes the dispatcher
+	// when each retry falls due, since serve's dispatcher otherwise looks
+	// at the outbox only every 30 s.
+	noticeBackoff func(attempt int) time.Duration
+	// noticeClock, if set, is the dispatcher's clock instead of time.Now,
+	// so that a test can let a deferral end (a date days ahead) pass.
+	noticeClock func() time.Time
+)
+
 // noticeRuntime is the notice half of serve: the sealed outbox in the
 // store and the dispatcher that empties it.
 type noticeRuntime struct {
-	outbox     *notice.Outbox
+	outbox     *deliveredOnce
 	dispatcher *notice.Dispatcher
 }
 
@@ -65,9 +79,9 @@ func (rt *gatewayRuntime) newNotices(cfg *config.Config, desk func() *release.De
 			rt.log.Error("audit notice", "order", orderID, "err", err)
 		}
 	}
-	nr := &noticeRuntime{outbox: notice.NewOutbox(backend, aead)}
+	nr := &noticeRuntime{outbox: &deliveredOnce{Outbox: notice.NewOutbox(backend, aead), log: rt.auditLog}}
 	nr.dispatcher = &notice.Dispatcher{
-		Outbox:  nr.outbox,
+		Outbox:  nr.outbox.Outbox,
 		Senders: senders,
 		Complete: func(ctx context.Context, n *notice.Notice) error {
 			if err := desk().CompleteNotice(ctx, n); err != nil {
@@ -78,6 +92,7 @@ func (rt *gatewayRuntime) newNotices(cfg *config.Config, desk func() *release.De
 		Render: func(n *notice.Notice) (notice.Message, error) { return notice.Render(n, contacts, tmpl) },
 		Delivered: func(ctx context.Context, n *notice.Notice, channel string) {
 			counts.WithLabelValues("sent", channel).Inc()
+			// deliveredOnce reads this entry: keep the two in step.
 			system(ctx, audit.ActionNoticeSent, n.OrderID, channel, string(n.Kind))
 		},
 		Escalate: func(ctx context.Context, n *notice.Notice, attempts int, lastErr error) {
@@ -92,20 +107,74 @@ func (rt *gatewayRuntime) newNotices(cfg *config.Config, desk func() *release.De
 			}
 		},
 		Log: rt.log,
+		Now: noticeClock,
+	}
+	if backoff := noticeBackoff; backoff != nil {
+		d := nr.dispatcher
+		d.Backoff = func(attempt int) time.Duration {
+			wait := backoff(attempt)
+			time.AfterFunc(wait, d.Wake)
+			return wait
+		}
 	}
 	return nr, nil
+}
+
+// deliveredOnce is the outbox as the desk sees it: Enqueue queues a
+// notice only if the audit log does not record it delivered already. The
+// outbox forgets a notice once it is delivered, and the desk queues both
+// notices of an order again when it restores an activation after a
+// restart (the requester's first read, release.Desk.activate): without
+// this check the subject would be told a second time. A delivery whose
+// audit entry was not written is queued again (at least once, as before).
+type deliveredOnce struct {
+	*notice.Outbox
+	log *audit.Log
+}
+
+func (o *deliveredOnce) Enqueue(ctx context.Context, n *notice.Notice) error {
+	if n != nil {
+		sent, err := o.delivered(ctx, n)
+		if err != nil {
+			return fmt.Errorf("enqueue notice %s: %w", n.ID, err)
+		}
+		if sent {
+			return nil
+		}
+	}
+	return o.Outbox.Enqueue(ctx, n)
+}
+
+// errDelivered stops the scan of delivered.
+var errDelivered = errors.New("delivered")
+
+// delivered reports whether the audit log holds the notice_sent entry
+// that the Delivered callback writes for n's order and kind (an order has
+// one notice of each kind). It reads the whole log, as CompleteNotice
+// does for every notice sent; the desk queues notices only at activation.
+func (o *deliveredOnce) delivered(ctx context.Context, n *notice.Notice) (bool, error) {
+	err := o.log.Entries(ctx, 1, func(e audit.Entry) error {
+		if e.Action == audit.ActionNoticeSent && e.OrderID == n.OrderID && e.Detail == string(n.Kind) {
+			return errDelivered
+		}
+		return nil
+	})
+	if errors.Is(err, errDelivered) {
+		return true, nil
+	}
+	return false, err
 }
 
 // wakingOutbox wakes the dispatcher whenever the desk queues or moves a
 // notice, so that a notice due now goes out now.
 type wakingOutbox struct {
-	*notice.Outbox
+	*deliveredOnce
 	d *notice.Dispatcher
 }
 
 func (w wakingOutbox) Enqueue(ctx context.Context, n *notice.Notice) error {
 	defer w.d.Wake()
-	return w.Outbox.Enqueue(ctx, n)
+	return w.deliveredOnce.Enqueue(ctx, n)
 }
 
 func (w wakingOutbox) Reschedule(ctx context.Context, id string, due time.Time) error {
