@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,25 +125,33 @@ const BudgetTolerance = 1e-9
 // CheckCharges reports whether a SpendBudget call may proceed, and sums the
 // charges per (family, day): budget positive and finite, each charge a
 // known-shaped family, a valid day and a positive finite ε. The error wraps
-// ErrInvalidCharge.
-func CheckCharges(budget float64, charges []BudgetCharge) (map[[2]string]float64, error) {
+// ErrInvalidCharge. keys are the (family, day) pairs in order, so that
+// concurrent calls lock them in one order.
+func CheckCharges(budget float64, charges []BudgetCharge) (sum map[[2]string]float64, keys [][2]string, err error) {
 	if !(budget > 0) || math.IsInf(budget, 0) {
-		return nil, fmt.Errorf("%w: budget %v, want a positive number", ErrInvalidCharge, budget)
+		return nil, nil, fmt.Errorf("%w: budget %v, want a positive number", ErrInvalidCharge, budget)
 	}
-	sum := make(map[[2]string]float64, len(charges))
+	sum = make(map[[2]string]float64, len(charges))
 	for i, c := range charges {
 		if c.Family == "" || len(c.Family) > 32 || strings.Trim(c.Family, "abcdefghijklmnopqrstuvwxyz_") != "" {
-			return nil, fmt.Errorf("%w: charge %d: family of %d bytes, want 1 to 32 of [a-z_]", ErrInvalidCharge, i, len(c.Family))
+			return nil, nil, fmt.Errorf("%w: charge %d: family of %d bytes, want 1 to 32 of [a-z_]", ErrInvalidCharge, i, len(c.Family))
 		}
 		if _, err := time.Parse(time.DateOnly, c.Day); err != nil {
-			return nil, fmt.Errorf("%w: charge %d: day is not YYYY-MM-DD", ErrInvalidCharge, i)
+			return nil, nil, fmt.Errorf("%w: charge %d: day is not YYYY-MM-DD", ErrInvalidCharge, i)
 		}
 		if !(c.Epsilon > 0) || math.IsInf(c.Epsilon, 0) {
-			return nil, fmt.Errorf("%w: charge %d: epsilon %v, want a positive number", ErrInvalidCharge, i, c.Epsilon)
+			return nil, nil, fmt.Errorf("%w: charge %d: epsilon %v, want a positive number", ErrInvalidCharge, i, c.Epsilon)
 		}
 		sum[[2]string{c.Family, c.Day}] += c.Epsilon
 	}
-	return sum, nil
+	keys = make([][2]string, 0, len(sum))
+	for k := range sum {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	})
+	return sum, keys, nil
 }
 
 // OverBudget reports whether spending add on top of spent exceeds budget.

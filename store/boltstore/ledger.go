@@ -9,12 +9,10 @@ package boltstore
 // concurrent calls (bbolt has one writer) are serialized.
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
-	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -47,17 +45,10 @@ func (s *Store) SpendBudget(ctx context.Context, budget float64, charges []store
 	if err := s.check(ctx); err != nil {
 		return fmt.Errorf("spend budget: %w", err)
 	}
-	sum, err := store.CheckCharges(budget, charges)
+	sum, keys, err := store.CheckCharges(budget, charges)
 	if err != nil {
 		return fmt.Errorf("spend budget: %w", err)
 	}
-	keys := make([][2]string, 0, len(sum))
-	for k := range sum {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b [2]string) int {
-		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
-	})
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err

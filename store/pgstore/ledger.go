@@ -7,11 +7,9 @@ package pgstore
 // them all and only then adds, so a refused call changes nothing.
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -25,17 +23,10 @@ func (s *Store) SpendBudget(ctx context.Context, budget float64, charges []store
 	if err := s.check(ctx); err != nil {
 		return fmt.Errorf("spend budget: %w", err)
 	}
-	sum, err := store.CheckCharges(budget, charges)
+	sum, keys, err := store.CheckCharges(budget, charges)
 	if err != nil {
 		return fmt.Errorf("spend budget: %w", err)
 	}
-	keys := make([][2]string, 0, len(sum))
-	for k := range sum {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b [2]string) int {
-		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
-	})
 	families, days, adds := make([]string, len(keys)), make([]string, len(keys)), make([]float64, len(keys))
 	for i, k := range keys {
 		families[i], days[i], adds[i] = k[0], k[1], sum[k]
