@@ -98,6 +98,16 @@ func (d *noticeDeployment) serve(t *testing.T) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Fresh ports at every start: while serve was stopped, another test's
+	// server may have taken the old ones.
+	cfg.Listen.Admin, cfg.Listen.Orders = addr(t), addr(t)
+	if err := cfg.Write(d.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = config.Load(d.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	d.cfg = cfg
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out lockedBuffer
@@ -112,7 +122,7 @@ func (d *noticeDeployment) serve(t *testing.T) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	waitFor(t, "http://"+cfg.Listen.Admin+"/healthz")
+	waitServing(t, "http://"+cfg.Listen.Admin+"/healthz", done)
 	return stop
 }
 

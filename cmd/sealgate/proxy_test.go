@@ -389,7 +389,7 @@ func startServe(t *testing.T, cfg *config.Config) *served {
 		cancel()
 		<-s.done
 	})
-	waitFor(t, "http://"+cfg.Listen.Admin+"/healthz")
+	waitServing(t, "http://"+cfg.Listen.Admin+"/healthz", s.done)
 	if !strings.Contains(s.out.String(), "proxy on "+cfg.Proxy.Listen) {
 		t.Fatalf("serve did not say it runs the proxy: %q", s.out.String())
 	}
@@ -710,6 +710,8 @@ func TestServeProxyRestart(t *testing.T) {
 	}
 	sp.Close()
 
+	// Fresh ports: another test's server may have taken the old ones.
+	cfg.Listen.Admin, cfg.Proxy.Listen = addr(t), addr(t)
 	s = startServe(t, cfg)
 	eventually(t, "the spool replayed", func() bool { return metric(t, cfg, "sealgate_proxy_spool_pending") == 0 })
 	logs2 := s.stop(t)

@@ -61,7 +61,7 @@ func TestServeAggregates(t *testing.T) {
 		done := make(chan error, 1)
 		var out, log lockedBuffer
 		go func() { done <- serveConfig(ctx, cfg, &out, &log) }()
-		waitFor(t, "http://"+cfg.Listen.Admin+"/healthz")
+		waitServing(t, "http://"+cfg.Listen.Admin+"/healthz", done)
 		return func() {
 				cancel()
 				if err := <-done; err != nil {
@@ -133,6 +133,8 @@ func TestServeAggregates(t *testing.T) {
 
 	// The API, after a restart: readers only, and the ledger remembers the
 	// CLI's spending (budget 2, ε 1: one more publication of this day).
+	// Fresh ports: another test's server may have taken the old ones.
+	cfg.Listen.Admin, cfg.Listen.Orders = addr(t), addr(t)
 	stop, metrics = serve()
 	defer stop()
 	get := func(user, target string) (int, []byte) {
@@ -231,4 +233,24 @@ func grepLines(b []byte, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// waitServing waits for url to answer, failing at once with serve's error
+// if serve returns first (a port taken, a store that does not open).
+func waitServing(t *testing.T, url string, done chan error) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		select {
+		case err := <-done:
+			done <- err // for the caller's stop
+			t.Fatalf("serve returned before answering: %v", err)
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never answered", url)
 }
