@@ -44,10 +44,7 @@ type aggStore interface {
 // RunAggregates runs the aggregates contract suite. See Run for what open
 // must do.
 func RunAggregates(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open func(t *testing.T) aggStore)
-	}{
+	runSuite(t, open, "store.Aggregates", []subtest[aggStore]{
 		{"Empty", testAggEmpty},
 		{"RoundTrip", testAggRoundTrip},
 		{"RePutIsNoOp", testAggRePut},
@@ -60,34 +57,7 @@ func RunAggregates(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NotInStats", testAggNotInStats},
 		{"CanceledContext", testAggCanceled},
 		{"AfterClose", testAggAfterClose},
-	}
-	openAgg := func(t *testing.T) aggStore {
-		t.Helper()
-		s := open(t)
-		as, ok := s.(aggStore)
-		if !ok {
-			s.Close()
-			t.Fatalf("%T does not implement store.Aggregates", s)
-		}
-		return as
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, openAgg)
-		})
-	}
-}
-
-func openAggClosed(t *testing.T, open func(t *testing.T) aggStore) aggStore {
-	t.Helper()
-	s := open(t)
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
 	})
-	return s
 }
 
 // ---- fixtures and assertions ----
@@ -175,7 +145,7 @@ func checkAllBuckets(t *testing.T, s store.Aggregates, want []redact.Bucket) {
 // ---- tests ----
 
 func testAggEmpty(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	checkAllBuckets(t, s, nil)
 	mustPutBuckets(t, s, nil)
 	mustPutBuckets(t, s, []redact.Bucket{})
@@ -183,7 +153,7 @@ func testAggEmpty(t *testing.T, open func(t *testing.T) aggStore) {
 }
 
 func testAggRoundTrip(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	all := make([]byte, 0, 256)
 	for i := 255; i >= 0; i-- {
 		all = append(all, byte(i))
@@ -249,7 +219,7 @@ func testAggRoundTrip(t *testing.T, open func(t *testing.T) aggStore) {
 }
 
 func testAggRePut(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	rel := aggRelease(7, aggDay0, 1)
 	mustPutBuckets(t, s, rel)
 	mustPutBuckets(t, s, rel)
@@ -281,7 +251,7 @@ func testAggRePut(t *testing.T, open func(t *testing.T) aggStore) {
 }
 
 func testAggTwoReleases(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	first := aggRelease(100, aggDay0, 1)
 	second := aggRelease(200, aggDay0, 1) // the same cells, other figures
 	for i := range first {
@@ -296,7 +266,7 @@ func testAggTwoReleases(t *testing.T, open func(t *testing.T) aggStore) {
 }
 
 func testAggRange(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	var all []redact.Bucket
 	for d := int64(-2); d < 3; d++ {
 		all = append(all, aggRelease(uint64(10+d), aggDay0+24*d, uint64(d+5))...)
@@ -340,7 +310,7 @@ func testAggRange(t *testing.T, open func(t *testing.T) aggStore) {
 // of them with a second, partial release after a restart. Publications
 // from the store equal those from the buckets in memory.
 func testAggAggregator(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	day0 := time.Unix(aggDay0*3600, 0).UTC()
 	rng := mrand.New(mrand.NewPCG(5, 6))
 	events := func(a *redact.Aggregator, from time.Time, hours, n int) {
@@ -406,7 +376,7 @@ func testAggAggregator(t *testing.T, open func(t *testing.T) aggStore) {
 }
 
 func testAggRefusesInvalid(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	ok := aggRelease(1, aggDay0, 1)
 	mustPutBuckets(t, s, ok)
 	good := redact.Bucket{Release: 2, Span: redact.Hour, Hour: aggDay0 + 24, Team: "t", ChannelType: 'O', Counts: redact.Counts{Messages: 1, Users: 5}}
@@ -440,7 +410,7 @@ func testAggRefusesInvalid(t *testing.T, open func(t *testing.T) aggStore) {
 // testAggConcurrent has 16 goroutines put overlapping releases, each in
 // its own order: every bucket is stored once.
 func testAggConcurrent(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	const goroutines = 16
 	var releases [][]redact.Bucket
 	for r := 0; r < 6; r++ {
@@ -489,14 +459,14 @@ func testAggReopen(t *testing.T, open func(t *testing.T) aggStore) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	s = openAggClosed(t, open)
+	s = openClosed(t, open)
 	checkAllBuckets(t, s, rel)
 	mustPutBuckets(t, s, rel) // still a no-op
 	checkAllBuckets(t, s, rel)
 }
 
 func testAggNotInStats(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	f := newFixture(1, 5)
 	mustPut(t, s, &f.batch, 5)
 	mustPutBuckets(t, s, aggRelease(1, aggDay0, 1))
@@ -504,7 +474,7 @@ func testAggNotInStats(t *testing.T, open func(t *testing.T) aggStore) {
 }
 
 func testAggCanceled(t *testing.T, open func(t *testing.T) aggStore) {
-	s := openAggClosed(t, open)
+	s := openClosed(t, open)
 	rel := aggRelease(1, aggDay0, 1)
 	mustPutBuckets(t, s, rel)
 	ctx, cancel := context.WithCancel(t.Context())

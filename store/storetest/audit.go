@@ -39,10 +39,7 @@ type auditStore interface {
 // RunAudit runs the audit backend contract suite. See Run for what open
 // must do.
 func RunAudit(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open func(t *testing.T) auditStore)
-	}{
+	runSuite(t, open, "audit.Backend", []subtest[auditStore]{
 		{"Empty", testAuditEmpty},
 		{"RoundTrip", testAuditRoundTrip},
 		{"FromSeq", testAuditFromSeq},
@@ -56,34 +53,7 @@ func RunAudit(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NotInStats", testAuditNotInStats},
 		{"CanceledContext", testAuditCanceled},
 		{"AppendAfterClose", testAuditAfterClose},
-	}
-	openAudit := func(t *testing.T) auditStore {
-		t.Helper()
-		s := open(t)
-		as, ok := s.(auditStore)
-		if !ok {
-			s.Close()
-			t.Fatalf("%T does not implement audit.Backend", s)
-		}
-		return as
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, openAudit)
-		})
-	}
-}
-
-func openAuditClosed(t *testing.T, open func(t *testing.T) auditStore) auditStore {
-	t.Helper()
-	s := open(t)
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
 	})
-	return s
 }
 
 // ---- fixtures ----
@@ -226,7 +196,7 @@ func checkAudit(t *testing.T, s audit.Backend, want []audit.Entry) {
 // ---- tests ----
 
 func testAuditEmpty(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	checkAudit(t, s, nil)
 	if got := readAudit(t, s, 1); len(got) != 0 {
 		t.Fatalf("AuditEntries(1) on an empty log returned %d entries", len(got))
@@ -234,7 +204,7 @@ func testAuditEmpty(t *testing.T, open func(t *testing.T) auditStore) {
 }
 
 func testAuditRoundTrip(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	es := specialEntries()
 	for _, e := range es {
 		mustAppend(t, s, e)
@@ -243,7 +213,7 @@ func testAuditRoundTrip(t *testing.T, open func(t *testing.T) auditStore) {
 }
 
 func testAuditFromSeq(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	es := appendChain(t, s, 7)
 	for _, from := range []uint64{0, 1, 2, 5, 7, 8, 100, math.MaxInt64, math.MaxInt64 + 1, math.MaxUint64} {
 		got := readAudit(t, s, from)
@@ -265,7 +235,7 @@ func testAuditFromSeq(t *testing.T, open func(t *testing.T) auditStore) {
 }
 
 func testAuditManyPages(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	es := appendChain(t, s, 1100) // more than two pages of either store
 	checkAudit(t, s, es)
 	if got := readAudit(t, s, 600); len(got) != 501 || got[0].Seq != 600 || got[500].Seq != 1100 {
@@ -274,7 +244,7 @@ func testAuditManyPages(t *testing.T, open func(t *testing.T) auditStore) {
 }
 
 func testAuditRefusesBrokenChain(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	mustConflict := func(what string, e audit.Entry) {
 		t.Helper()
 		err := s.AppendAudit(t.Context(), e)
@@ -317,7 +287,7 @@ func testAuditRefusesBrokenChain(t *testing.T, open func(t *testing.T) auditStor
 }
 
 func testAuditRefusesInvalid(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	es := appendChain(t, s, 2)
 	next := nextEntry(&es[1])
 	cases := []struct {
@@ -348,7 +318,7 @@ func testAuditRefusesInvalid(t *testing.T, open func(t *testing.T) auditStore) {
 }
 
 func testAuditCallbackError(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	appendChain(t, s, 10)
 	stop := errors.New("stop here")
 	calls := 0
@@ -368,7 +338,7 @@ func testAuditCallbackError(t *testing.T, open func(t *testing.T) auditStore) {
 }
 
 func testAuditCallbackAppends(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	es := appendChain(t, s, 300)
 	// Each callback appends a large entry, which grows the file (in bbolt,
 	// a remap that would deadlock with a read transaction still open).
@@ -400,7 +370,7 @@ func testAuditCallbackAppends(t *testing.T, open func(t *testing.T) auditStore) 
 // conflict as audit.Log does (but without its in-process mutex, so the
 // backend alone must keep the chain whole).
 func testAuditConcurrent(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	const (
 		goroutines = 20
 		perG       = 10
@@ -489,7 +459,7 @@ func testAuditReopen(t *testing.T, open func(t *testing.T) auditStore) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	s = openAuditClosed(t, open)
+	s = openClosed(t, open)
 	checkAudit(t, s, es)
 	mustConflict := s.AppendAudit(t.Context(), nextEntry(nil))
 	if !errors.Is(mustConflict, audit.ErrConflict) {
@@ -500,7 +470,7 @@ func testAuditReopen(t *testing.T, open func(t *testing.T) auditStore) {
 }
 
 func testAuditNotInStats(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	f := newFixture(1, 5)
 	mustPut(t, s, &f.batch, 5)
 	appendChain(t, s, 4)
@@ -508,7 +478,7 @@ func testAuditNotInStats(t *testing.T, open func(t *testing.T) auditStore) {
 }
 
 func testAuditCanceled(t *testing.T, open func(t *testing.T) auditStore) {
-	s := openAuditClosed(t, open)
+	s := openClosed(t, open)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	err := s.AppendAudit(ctx, nextEntry(nil))

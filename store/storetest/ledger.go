@@ -30,10 +30,7 @@ type ledgerStore interface {
 // RunLedger runs the privacy-ledger contract suite. See Run for what open
 // must do.
 func RunLedger(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open func(t *testing.T) ledgerStore)
-	}{
+	runSuite(t, open, "store.PrivacyLedger", []subtest[ledgerStore]{
 		{"Empty", testLedgerEmpty},
 		{"AddsUp", testLedgerAddsUp},
 		{"AllOrNothing", testLedgerAllOrNothing},
@@ -42,34 +39,7 @@ func RunLedger(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Concurrent", testLedgerConcurrent},
 		{"SurvivesReopen", testLedgerReopen},
 		{"CanceledAndClosed", testLedgerClosed},
-	}
-	openLedger := func(t *testing.T) ledgerStore {
-		t.Helper()
-		s := open(t)
-		ls, ok := s.(ledgerStore)
-		if !ok {
-			s.Close()
-			t.Fatalf("%T does not implement store.PrivacyLedger", s)
-		}
-		return ls
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, openLedger)
-		})
-	}
-}
-
-func openLedgerClosed(t *testing.T, open func(t *testing.T) ledgerStore) ledgerStore {
-	t.Helper()
-	s := open(t)
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
 	})
-	return s
 }
 
 func spent(t *testing.T, s store.PrivacyLedger, family, day string) float64 {
@@ -89,7 +59,7 @@ func wantSpent(t *testing.T, s store.PrivacyLedger, family, day string, want flo
 }
 
 func testLedgerEmpty(t *testing.T, open func(t *testing.T) ledgerStore) {
-	s := openLedgerClosed(t, open)
+	s := openClosed(t, open)
 	wantSpent(t, s, "messages", "2026-11-02", 0)
 	if err := s.SpendBudget(context.Background(), 1, nil); err != nil {
 		t.Errorf("SpendBudget with no charges: %v", err)
@@ -97,7 +67,7 @@ func testLedgerEmpty(t *testing.T, open func(t *testing.T) ledgerStore) {
 }
 
 func testLedgerAddsUp(t *testing.T, open func(t *testing.T) ledgerStore) {
-	s := openLedgerClosed(t, open)
+	s := openClosed(t, open)
 	ctx := context.Background()
 	if err := s.SpendBudget(ctx, 1, []store.BudgetCharge{
 		{Family: "messages", Day: "2026-11-02", Epsilon: 0.25},
@@ -118,7 +88,7 @@ func testLedgerAddsUp(t *testing.T, open func(t *testing.T) ledgerStore) {
 }
 
 func testLedgerAllOrNothing(t *testing.T, open func(t *testing.T) ledgerStore) {
-	s := openLedgerClosed(t, open)
+	s := openClosed(t, open)
 	ctx := context.Background()
 	if err := s.SpendBudget(ctx, 1, []store.BudgetCharge{{Family: "users", Day: "2026-11-02", Epsilon: 0.9}}); err != nil {
 		t.Fatal(err)
@@ -146,7 +116,7 @@ func testLedgerAllOrNothing(t *testing.T, open func(t *testing.T) ledgerStore) {
 }
 
 func testLedgerExact(t *testing.T, open func(t *testing.T) ledgerStore) {
-	s := openLedgerClosed(t, open)
+	s := openClosed(t, open)
 	ctx := context.Background()
 	// 0.1 is not exact in binary: ten of them must still fit a budget of 1.
 	for i := range 10 {
@@ -161,7 +131,7 @@ func testLedgerExact(t *testing.T, open func(t *testing.T) ledgerStore) {
 }
 
 func testLedgerInvalid(t *testing.T, open func(t *testing.T) ledgerStore) {
-	s := openLedgerClosed(t, open)
+	s := openClosed(t, open)
 	ctx := context.Background()
 	good := store.BudgetCharge{Family: "messages", Day: "2026-11-02", Epsilon: 0.1}
 	for name, tc := range map[string]struct {
@@ -190,7 +160,7 @@ func testLedgerInvalid(t *testing.T, open func(t *testing.T) ledgerStore) {
 }
 
 func testLedgerConcurrent(t *testing.T, open func(t *testing.T) ledgerStore) {
-	s := openLedgerClosed(t, open)
+	s := openClosed(t, open)
 	var ok, refused atomic.Int32
 	var wg sync.WaitGroup
 	for range 16 {
@@ -228,7 +198,7 @@ func testLedgerReopen(t *testing.T, open func(t *testing.T) ledgerStore) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openLedgerClosed(t, open)
+	s = openClosed(t, open)
 	wantSpent(t, s, "deletes", "2026-11-02", 1.5)
 	err := s.SpendBudget(context.Background(), 2, []store.BudgetCharge{{Family: "deletes", Day: "2026-11-02", Epsilon: 1}})
 	if !errors.Is(err, store.ErrBudgetExhausted) {

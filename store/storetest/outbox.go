@@ -43,10 +43,7 @@ type outboxStore interface {
 // RunOutbox runs the outbox backend contract suite. See Run for what open
 // must do.
 func RunOutbox(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open func(t *testing.T) outboxStore)
-	}{
+	runSuite(t, open, "notice.OutboxBackend", []subtest[outboxStore]{
 		{"Empty", testOutboxEmpty},
 		{"RoundTrip", testOutboxRoundTrip},
 		{"PutIsIdempotent", testOutboxPutIdempotent},
@@ -60,34 +57,7 @@ func RunOutbox(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NotInStats", testOutboxNotInStats},
 		{"CanceledContext", testOutboxCanceled},
 		{"AfterClose", testOutboxAfterClose},
-	}
-	openOutbox := func(t *testing.T) outboxStore {
-		t.Helper()
-		s := open(t)
-		ob, ok := s.(outboxStore)
-		if !ok {
-			s.Close()
-			t.Fatalf("%T does not implement notice.OutboxBackend", s)
-		}
-		return ob
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, openOutbox)
-		})
-	}
-}
-
-func openOutboxClosed(t *testing.T, open func(t *testing.T) outboxStore) outboxStore {
-	t.Helper()
-	s := open(t)
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
 	})
-	return s
 }
 
 // ---- fixtures and assertions ----
@@ -178,7 +148,7 @@ func blobOf(n int, seed byte) []byte {
 // ---- tests ----
 
 func testOutboxEmpty(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	checkOutbox(t, s, nil)
 	if err := s.DeleteNotice(t.Context(), "ntc_none"); err != nil {
 		t.Fatalf("DeleteNotice on an empty outbox: %v", err)
@@ -186,7 +156,7 @@ func testOutboxEmpty(t *testing.T, open func(t *testing.T) outboxStore) {
 }
 
 func testOutboxRoundTrip(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	zone := time.FixedZone("UTC+5:30", 5*3600+1800)
 	var want []notice.OutboxRow
 	add := func(id string, due time.Time, blob []byte) {
@@ -212,7 +182,7 @@ func testOutboxRoundTrip(t *testing.T, open func(t *testing.T) outboxStore) {
 }
 
 func testOutboxPutIdempotent(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	r := outboxRow("ntc_a", outboxT0, blobOf(40, 1))
 	mustPutNotice(t, s, r)
 	mustPutNotice(t, s, r)
@@ -229,7 +199,7 @@ func testOutboxPutIdempotent(t *testing.T, open func(t *testing.T) outboxStore) 
 }
 
 func testOutboxDueOrder(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	now := outboxT0
 	rows := []notice.OutboxRow{
 		outboxRow("ntc_late", now.Add(time.Millisecond), blobOf(8, 1)), // not due
@@ -270,7 +240,7 @@ func testOutboxDueOrder(t *testing.T, open func(t *testing.T) outboxStore) {
 }
 
 func testOutboxManyRows(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	var rows []notice.OutboxRow
 	for i := 0; i < 1000; i++ {
@@ -293,7 +263,7 @@ func testOutboxManyRows(t *testing.T, open func(t *testing.T) outboxStore) {
 }
 
 func testOutboxReschedule(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	a := outboxRow("ntc_a", outboxT0, blobOf(20, 1))
 	b := outboxRow("ntc_b", outboxT0.Add(time.Second), blobOf(20, 2))
 	c := outboxRow("ntc_c", outboxT0.Add(2*time.Second), blobOf(20, 3))
@@ -343,7 +313,7 @@ func mustDelete(t *testing.T, s notice.OutboxBackend, id string) {
 }
 
 func testOutboxDelete(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	a := outboxRow("ntc_a", outboxT0, blobOf(20, 1))
 	b := outboxRow("ntc_b", outboxT0, blobOf(20, 2))
 	mustPutNotice(t, s, a)
@@ -364,7 +334,7 @@ func testOutboxDelete(t *testing.T, open func(t *testing.T) outboxStore) {
 }
 
 func testOutboxRefusesInvalid(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	ok := outboxRow("ntc_ok", outboxT0, blobOf(10, 1))
 	mustPutNotice(t, s, ok)
 	badIDs := []string{"", strings.Repeat("z", notice.MaxOutboxIDLen+1), "ntc a", "ntc_\x00", "ntc_\n", "ntc_é", "ntc_\x7f", "\xff"}
@@ -395,7 +365,7 @@ func testOutboxRefusesInvalid(t *testing.T, open func(t *testing.T) outboxStore)
 // testOutboxConcurrent has 16 goroutines queue the same ids with their own
 // blobs: each id is stored once, with one writer's blob and due time.
 func testOutboxConcurrent(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	const (
 		goroutines = 16
 		ids        = 40
@@ -470,13 +440,13 @@ func testOutboxReopen(t *testing.T, open func(t *testing.T) outboxStore) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	s = openOutboxClosed(t, open)
+	s = openClosed(t, open)
 	checkOutbox(t, s, []notice.OutboxRow{a, c})
 	checkRows(t, "due at t0+2s after reopen", dueNotices(t, s, outboxT0.Add(2*time.Second), 10), []notice.OutboxRow{c})
 }
 
 func testOutboxNotInStats(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	f := newFixture(1, 5)
 	mustPut(t, s, &f.batch, 5)
 	for i := 0; i < 4; i++ {
@@ -486,7 +456,7 @@ func testOutboxNotInStats(t *testing.T, open func(t *testing.T) outboxStore) {
 }
 
 func testOutboxCanceled(t *testing.T, open func(t *testing.T) outboxStore) {
-	s := openOutboxClosed(t, open)
+	s := openClosed(t, open)
 	a := outboxRow("ntc_a", outboxT0, blobOf(20, 1))
 	mustPutNotice(t, s, a)
 	ctx, cancel := context.WithCancel(t.Context())

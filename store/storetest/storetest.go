@@ -76,10 +76,7 @@ func Keyed[H any](create func(t *testing.T) H, connect func(t *testing.T, h H) s
 
 // Run runs the contract suite. See the package doc for what open must do.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open func(t *testing.T) store.Store)
-	}{
+	runSuite(t, open, "store.Store", []subtest[store.Store]{
 		{"RoundTrip", testRoundTrip},
 		{"RePutIsNoOp", testRePut},
 		{"MixedNewAndExisting", testMixed},
@@ -95,25 +92,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SurvivesReopen", testReopen},
 		{"CanceledContext", testCanceled},
 		{"PutAfterClose", testPutAfterClose},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, open)
-		})
-	}
-}
-
-// openClosed opens a store and closes it when the test ends.
-func openClosed(t *testing.T, open func(t *testing.T) store.Store) store.Store {
-	t.Helper()
-	s := open(t)
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
 	})
-	return s
 }
 
 // ---- fixtures ----
@@ -712,4 +691,44 @@ func testPutAfterClose(t *testing.T, open func(t *testing.T) store.Store) {
 	if _, err := s.Put(t.Context(), &f.batch); err == nil {
 		t.Fatal("Put on a closed store succeeded")
 	}
+}
+
+// subtest is one case of a contract suite over stores that implement S.
+type subtest[S store.Store] struct {
+	name string
+	fn   func(t *testing.T, open func(t *testing.T) S)
+}
+
+// runSuite runs the cases in parallel. Each case opens its stores through
+// open, and each of them must implement S; iface names S for the failure.
+func runSuite[S store.Store](t *testing.T, open func(t *testing.T) store.Store, iface string, tests []subtest[S]) {
+	openS := func(t *testing.T) S {
+		t.Helper()
+		s := open(t)
+		ss, ok := s.(S)
+		if !ok {
+			s.Close()
+			t.Fatalf("%T does not implement %s", s, iface)
+		}
+		return ss
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, openS)
+		})
+	}
+}
+
+// openClosed opens a store that is closed, and its Close checked, when the
+// test ends.
+func openClosed[S store.Store](t *testing.T, open func(t *testing.T) S) S {
+	t.Helper()
+	s := open(t)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
 }
