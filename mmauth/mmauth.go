@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/sealgate/sealgate/order"
 )
 
 // Errors of [Authenticator.User] and [TokenFromRequest], wrapped with
@@ -44,12 +46,11 @@ const (
 	// caller's http.Client has no timeout: the request is shared by
 	// every concurrent lookup of the token, so no one caller's context
 	// governs it.
-	fetchTimeout    = 10 * time.Second
-	maxBody         = 1 << 20
-	maxEntries      = 10000
-	mePath          = "api/v4/users/me"
-	cookieName      = "MMAUTHTOKEN"
-	mattermostIDLen = 26
+	fetchTimeout = 10 * time.Second
+	maxBody      = 1 << 20
+	maxEntries   = 10000
+	mePath       = "api/v4/users/me"
+	cookieName   = "MMAUTHTOKEN"
 )
 
 // Authenticator checks Mattermost tokens against one Mattermost server and
@@ -137,7 +138,8 @@ func New(baseURL string, hc *http.Client, ttl time.Duration) (*Authenticator, er
 // give a verdict, or ctx ended before it did. The answer may come from the
 // cache (see the package documentation).
 func (a *Authenticator) User(ctx context.Context, token string) (User, error) {
-	if !isMattermostID(token) {
+	// Session and personal access tokens have the form of Mattermost ids.
+	if !order.IsMattermostID(token) {
 		return User{}, fmt.Errorf("mmauth: malformed token (want 26 lowercase letters and digits): %w", ErrUnauthorized)
 	}
 	key := sha256.Sum256([]byte(token))
@@ -290,7 +292,7 @@ func (a *Authenticator) fetch(ctx context.Context, token string) (User, error) {
 	if err := json.Unmarshal(body, &me); err != nil {
 		return User{}, fmt.Errorf("mmauth: %w: GET %s: answer is not a Mattermost user: %v", ErrUnavailable, a.meURL, err)
 	}
-	if !isMattermostID(me.ID) || me.Username == "" {
+	if !order.IsMattermostID(me.ID) || me.Username == "" {
 		return User{}, fmt.Errorf("mmauth: %w: GET %s: answer is not a Mattermost user (no valid id or username)", ErrUnavailable, a.meURL)
 	}
 	if me.DeleteAt != 0 {
@@ -315,22 +317,6 @@ func appErrorID(body []byte) string {
 		}
 	}
 	return ", " + ae.ID
-}
-
-// isMattermostID reports whether s has the form of a Mattermost id, which is
-// also the form of session and personal access tokens: 26 lowercase letters
-// and digits.
-func isMattermostID(s string) bool {
-	if len(s) != mattermostIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // TokenFromRequest returns the Mattermost token r carries, looked for where

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/mattermost/mattermost/server/public/model"
+
+	"github.com/sealgate/sealgate/order"
 )
 
 type route uint8
@@ -45,7 +47,7 @@ func classify(method, path string) (route, string) {
 		if path == "/api/v4/posts" {
 			return routeCreate, ""
 		}
-		if id, ok := strings.CutPrefix(path, "/hooks/"); ok && isID(id) {
+		if id, ok := strings.CutPrefix(path, "/hooks/"); ok && order.IsMattermostID(id) {
 			return routeHook, id
 		}
 	case "PUT":
@@ -53,33 +55,18 @@ func classify(method, path string) (route, string) {
 		if !ok {
 			return routeNone, ""
 		}
-		if isID(rest) {
+		if order.IsMattermostID(rest) {
 			return routeUpdate, rest
 		}
-		if id, ok := strings.CutSuffix(rest, "/patch"); ok && isID(id) {
+		if id, ok := strings.CutSuffix(rest, "/patch"); ok && order.IsMattermostID(id) {
 			return routePatch, id
 		}
 	case "DELETE":
-		if id, ok := strings.CutPrefix(path, "/api/v4/posts/"); ok && isID(id) {
+		if id, ok := strings.CutPrefix(path, "/api/v4/posts/"); ok && order.IsMattermostID(id) {
 			return routeDelete, id
 		}
 	}
 	return routeNone, ""
-}
-
-// isID reports whether s looks like a Mattermost id: 26 characters of
-// [a-z0-9].
-func isID(s string) bool {
-	if len(s) != 26 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // job is one captured exchange on its way to an event.

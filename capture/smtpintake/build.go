@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/mattermost/mattermost/server/public/model"
+
+	"github.com/sealgate/sealgate/order"
 )
 
 // removedFile is the line Mattermost writes instead of an attachment that
@@ -21,7 +23,7 @@ func (x *Export) build(doc *document) error {
 	if x.ChannelID == "" {
 		x.ChannelID = doc.summary["channelid"]
 	}
-	if !isID(x.ChannelID) {
+	if !order.IsMattermostID(x.ChannelID) {
 		return fail("X-Mattermost-ChannelID is missing or not a Mattermost id")
 	}
 	if x.ChannelName == "" {
@@ -202,7 +204,7 @@ func (x *Export) build(doc *document) error {
 			if m.PostUsername != "" {
 				props["override_username"] = m.PostUsername
 			}
-			if isID(m.PreviewsPost) {
+			if order.IsMattermostID(m.PreviewsPost) {
 				props["previewed_post"] = m.PreviewsPost
 			}
 			post := &model.Post{
@@ -289,7 +291,7 @@ func participant(n int, row map[string]string) (Participant, bool, error) {
 	if p.Username == "" {
 		return p, false, fail("participant %d has no username", n)
 	}
-	if p.UserID != "" && !isID(p.UserID) {
+	if p.UserID != "" && !order.IsMattermostID(p.UserID) {
 		return p, false, fail("participant %d: userid is not a Mattermost id", n)
 	}
 	var err error
@@ -339,10 +341,10 @@ func message(n int, f map[string]string) (Message, error) {
 	if m.Username == "" {
 		return m, fail("message %d has no username", n)
 	}
-	if m.PostID != "" && !isID(m.PostID) {
+	if m.PostID != "" && !order.IsMattermostID(m.PostID) {
 		return m, fail("message %d: post_id is not a Mattermost id", n)
 	}
-	if m.UserID != "" && !isID(m.UserID) {
+	if m.UserID != "" && !order.IsMattermostID(m.UserID) {
 		return m, fail("message %d: userid is not a Mattermost id", n)
 	}
 	text, ok := f["message"]

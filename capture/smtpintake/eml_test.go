@@ -18,6 +18,7 @@ import (
 
 	"github.com/sealgate/sealgate/crypto"
 	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/order"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden event files in testdata")
@@ -148,13 +149,13 @@ func TestParseEMLFixtures(t *testing.T) {
 				}
 				if want.kind == "file" {
 					f := ev.File
-					if f == nil || f.Name != want.text || f.UserID != uid || f.ChannelID != tc.channel || f.CreateAt != at.UnixMilli() || !isID(f.ID) {
+					if f == nil || f.Name != want.text || f.UserID != uid || f.ChannelID != tc.channel || f.CreateAt != at.UnixMilli() || !order.IsMattermostID(f.ID) {
 						t.Errorf("event %d: file %+v, want %s by %s at %s", i, f, want.text, uid, want.at)
 					}
 					continue
 				}
 				p := ev.Post
-				if p == nil || p.Message != want.text || p.UserId != uid || p.ChannelId != tc.channel || p.CreateAt != at.UnixMilli() || !isID(p.Id) || len(p.FileIds) != want.files {
+				if p == nil || p.Message != want.text || p.UserId != uid || p.ChannelId != tc.channel || p.CreateAt != at.UnixMilli() || !order.IsMattermostID(p.Id) || len(p.FileIds) != want.files {
 					t.Errorf("event %d: post %+v\nwant %q by %s at %s with %d files", i, p, want.text, uid, want.at, want.files)
 					continue
 				}
@@ -540,7 +541,7 @@ func TestResolveUsers(t *testing.T) {
 
 func TestDerivedUserID(t *testing.T) {
 	a := DerivedUserID("Alice@Example.test ", "alice")
-	if a != DerivedUserID("alice@example.test", "someone-else") || !isID(a) {
+	if a != DerivedUserID("alice@example.test", "someone-else") || !order.IsMattermostID(a) {
 		t.Errorf("derived id %q: not stable over case and username, or not an id", a)
 	}
 	if DerivedUserID("", "alice") == DerivedUserID("", "bob") || DerivedUserID("", "alice") == a {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/mattermost/mattermost/server/public/model"
+
+	"github.com/sealgate/sealgate/order"
 )
 
 // Export is one decoded Global Relay EML: one channel, one batch.
@@ -163,7 +165,7 @@ func (x *Export) ResolveUsers(resolve func(Participant) (string, error)) error {
 			if err != nil {
 				return &parseError{reason: fmt.Sprintf("resolving the user id of event %d failed", i), err: err}
 			}
-			if id != "" && !isID(id) {
+			if id != "" && !order.IsMattermostID(id) {
 				return &parseError{reason: fmt.Sprintf("resolving the user id of event %d gave no Mattermost id", i)}
 			}
 			done[p] = id
@@ -211,21 +213,6 @@ func DerivedUserID(email, username string) string {
 		return derive("user", "email", e)
 	}
 	return derive("user", "username", username)
-}
-
-// isID reports whether s looks like a Mattermost id: 26 lowercase letters
-// and digits.
-func isID(s string) bool {
-	if len(s) != 26 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // parseError is a refused export. Its message names the problem and never

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sealgate/sealgate/gateway"
+	"github.com/sealgate/sealgate/order"
 )
 
 // FuzzParseEML: ParseEML never panics; what it accepts, it accepts the
@@ -56,11 +57,11 @@ func FuzzParseEML(f *testing.F) {
 		for i, ev := range x.Events {
 			switch {
 			case ev.Post != nil:
-				if !isID(ev.Post.Id) || !isID(ev.Post.UserId) || !isID(ev.Post.ChannelId) {
+				if !order.IsMattermostID(ev.Post.Id) || !order.IsMattermostID(ev.Post.UserId) || !order.IsMattermostID(ev.Post.ChannelId) {
 					t.Fatalf("event %d: malformed ids %q %q %q", i, ev.Post.Id, ev.Post.UserId, ev.Post.ChannelId)
 				}
 			case ev.File != nil:
-				if !isID(ev.File.ID) || !isID(ev.File.UserID) {
+				if !order.IsMattermostID(ev.File.ID) || !order.IsMattermostID(ev.File.UserID) {
 					t.Fatalf("event %d: malformed ids %q %q", i, ev.File.ID, ev.File.UserID)
 				}
 			default:
