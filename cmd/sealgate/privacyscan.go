@@ -75,7 +75,7 @@ func cmdPrivacyScan(args []string, stdout io.Writer) error {
 	}
 	keys := 0
 	if *rdAddr != "" {
-		h, n, k, err := scanRedis(*rdAddr, os.Getenv("SEALGATE_REDIS_PASSWORD"), canaries)
+		h, n, k, err := scanRedis(*rdAddr, os.Getenv("SEALGATE_REDIS_PASSWORD"), privacyscan.NewScanner(canaries))
 		if err != nil {
 			return err
 		}
@@ -117,7 +117,7 @@ func readLines(path string) ([]string, error) {
 
 // scanRedis scans every key name and the DUMP serialization of every
 // value, which is what an RDB snapshot holds of it.
-func scanRedis(addr, password string, canaries []string) ([]privacyscan.Hit, int64, int, error) {
+func scanRedis(addr, password string, sc *privacyscan.Scanner) ([]privacyscan.Hit, int64, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rdb := redis.NewClient(&redis.Options{Addr: addr, Password: password})
@@ -137,8 +137,8 @@ func scanRedis(addr, password string, canaries []string) ([]privacyscan.Hit, int
 			return nil, 0, 0, fmt.Errorf("redis %s: dump key %d: %w", addr, keys, err)
 		}
 		where := fmt.Sprintf("redis key #%d", keys)
-		hits = append(hits, privacyscan.Bytes(where+" (name)", []byte(k), canaries)...)
-		hits = append(hits, privacyscan.Bytes(where+" (value)", []byte(v), canaries)...)
+		hits = append(hits, sc.Bytes(where+" (name)", []byte(k))...)
+		hits = append(hits, sc.Bytes(where+" (value)", []byte(v))...)
 		scanned += int64(len(k) + len(v))
 	}
 	if err := it.Err(); err != nil {

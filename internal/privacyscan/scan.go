@@ -28,19 +28,39 @@ func (h Hit) String() string { return fmt.Sprintf("%s@%d: %q", h.Where, h.Offset
 // (hex, base64 in any alignment, UTF-16). A hit's Canary names the
 // encoding, e.g. "base64(CANARY-…)".
 func Bytes(where string, b []byte, canaries []string) []Hit {
-	var hits []Hit
+	return NewScanner(canaries).Bytes(where, b)
+}
+
+// Scanner searches many sources for one set of canaries, their forms
+// computed once.
+type Scanner struct{ forms []Form }
+
+// NewScanner returns a Scanner for canaries.
+func NewScanner(canaries []string) *Scanner { return &Scanner{forms: allForms(canaries)} }
+
+// Bytes is the package's Bytes for the Scanner's canaries.
+func (s *Scanner) Bytes(where string, b []byte) []Hit { return scan(where, b, s.forms) }
+
+func allForms(canaries []string) []Form {
+	var fs []Form
 	for _, c := range canaries {
-		for _, f := range Forms(c) {
-			needle := []byte(f.Text)
-			off := 0
-			for {
-				i := bytes.Index(b[off:], needle)
-				if i < 0 {
-					break
-				}
-				hits = append(hits, Hit{Where: where, Offset: int64(off + i), Canary: f.Name})
-				off += i + 1
+		fs = append(fs, Forms(c)...)
+	}
+	return fs
+}
+
+func scan(where string, b []byte, forms []Form) []Hit {
+	var hits []Hit
+	for _, f := range forms {
+		needle := []byte(f.Text)
+		off := 0
+		for {
+			i := bytes.Index(b[off:], needle)
+			if i < 0 {
+				break
 			}
+			hits = append(hits, Hit{Where: where, Offset: int64(off + i), Canary: f.Name})
+			off += i + 1
 		}
 	}
 	return hits
@@ -107,6 +127,7 @@ func dedupe(fs []Form) []Form {
 func Dir(dir string, canaries []string) ([]Hit, int64, error) {
 	var hits []Hit
 	var scanned int64
+	forms := allForms(canaries)
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -119,7 +140,7 @@ func Dir(dir string, canaries []string) ([]Hit, int64, error) {
 			return err
 		}
 		scanned += int64(len(b))
-		hits = append(hits, Bytes(path, b, canaries)...)
+		hits = append(hits, scan(path, b, forms)...)
 		return nil
 	})
 	if err != nil {
