@@ -301,14 +301,8 @@ func expectDM(t *testing.T, dms <-chan dm, user, orderID, word string) {
 }
 
 func waitFor(t *testing.T, url string) {
-	for i := 0; i < 100; i++ {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s never answered", url)
+	t.Helper()
+	waitServing(t, url, nil)
 }
 
 // lockedBuffer is a bytes.Buffer that serve's goroutines may write while

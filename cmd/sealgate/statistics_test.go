@@ -236,7 +236,8 @@ func grepLines(b []byte, sub string) string {
 }
 
 // waitServing waits for url to answer, failing at once with serve's error
-// if serve returns first (a port taken, a store that does not open).
+// if serve returns first on done (a port taken, a store that does not
+// open); a nil done is never ready.
 func waitServing(t *testing.T, url string, done chan error) {
 	t.Helper()
 	for i := 0; i < 200; i++ {
