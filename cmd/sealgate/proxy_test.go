@@ -450,27 +450,14 @@ type wantRecord struct {
 // exactly the records in want.
 func checkStored(t *testing.T, cfg *config.Config, want []wantRecord) {
 	t.Helper()
-	keys, err := readGatewayKeys(cfg.Path(cfg.GatewayKeys))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := boltstore.Open(cfg.Path(cfg.Store.Path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx := context.Background()
-	stats, err := st.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stats.Records != int64(len(want)) {
-		t.Errorf("store holds %d records, want %d", stats.Records, len(want))
+	s := openRcStore(t, cfg)
+	defer s.st.Close()
+	if n := s.records(); n != int64(len(want)) {
+		t.Errorf("store holds %d records, want %d", n, len(want))
 	}
 	for _, w := range want {
-		ok, err := st.HasRef(ctx, keys.Ref(w.postID, w.kind, w.version))
-		if err != nil || !ok {
-			t.Errorf("record of %s kind %d version %d not stored (%v)", w.postID, w.kind, w.version, err)
+		if !s.has(w.postID, w.kind, w.version) {
+			t.Errorf("record of %s kind %d version %d not stored", w.postID, w.kind, w.version)
 		}
 	}
 }

@@ -433,7 +433,8 @@ func rcRun(args ...string) (stdout, stderr string, code int) {
 	return out.String(), errb.String(), code
 }
 
-// rcStore opens the deployment's file store with its gateway keys.
+// rcStore is the deployment's file store, opened with its gateway keys
+// (the reconciliation and proxy tests read what serve stored).
 type rcStore struct {
 	t    *testing.T
 	st   *boltstore.Store
