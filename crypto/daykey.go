@@ -33,7 +33,9 @@ type DayKey struct {
 	day      string
 	dayNum   int64 // days since the Unix epoch; day in numbers, for the hot path
 	aead     tink.AEAD
-	raw      []byte // derived AES key bytes, kept only to be wiped
+	raw      []byte             // derived AES key bytes, kept only to be wiped
+	files    tink.StreamingAEAD // seals shared files' contents (file.go)
+	rawFiles []byte             // derived streaming key bytes, kept only to be wiped
 }
 
 // ID returns the key record id of the day key.
@@ -91,7 +93,11 @@ func deriveDayKey(seed []byte, employee, day string, id KeyRecordID) (*DayKey, e
 	if err != nil {
 		return nil, fmt.Errorf("derive day key: %w", err)
 	}
-	return &DayKey{id: id, employee: employee, day: day, dayNum: unixDay(t), aead: a, raw: raw}, nil
+	files, rawFiles, err := deriveFileKey(seed, employee, day, id)
+	if err != nil {
+		return nil, err
+	}
+	return &DayKey{id: id, employee: employee, day: day, dayNum: unixDay(t), aead: a, raw: raw, files: files, rawFiles: rawFiles}, nil
 }
 
 // newSeed draws a uniformly random scalar; its encoding is the seed.
@@ -148,5 +154,7 @@ func unixDay(t time.Time) int64 {
 // gives no stronger guarantee than that.
 func (k *DayKey) Wipe() {
 	wipe(k.raw)
+	wipe(k.rawFiles)
 	k.aead = nil
+	k.files = nil
 }

@@ -6,7 +6,8 @@
 // For every (employee, day) that has activity, the gateway draws a fresh random
 // seed and derives a [DayKey] from it: a Tink AES-256-GCM keyset. Every event of
 // that employee on that day (post, edit, delete tombstone, file metadata) is
-// sealed under the day key into a record. The day key lives in gateway memory
+// sealed under the day key into a record; a shared file's content, if it is
+// forwarded, under the day key's streaming sibling (see the formats below). The day key lives in gateway memory
 // only while its day is current plus a grace period; after that the [Sealer]
 // forgets it and the only way back to it is through escrow.
 //
@@ -73,6 +74,16 @@
 //	0x01 | epoch id (16) | lp(day) | N (1) | N × ( slot (1) | lp(slot key id) | lp(enc) ) | signature (64)
 //	HPKE info = "sealgate/epoch/v1" | epoch id | lp(day) | slot | lp(slot key id)
 //	signature = Ed25519(gateway, "sealgate/epoch/v1" | everything before the signature)
+//
+// Sealed file (the content of a shared file, when the capture path forwards
+// it): a Tink streaming AEAD under a sibling key of the day key, so that a
+// file of any size is sealed and opened as a stream, one authenticated
+// segment at a time, and one release opens a day's records and files alike.
+//
+//	0x01 | key record id (16) | Tink AES-256-GCM-HKDF streaming ciphertext (1 MiB segments)
+//	AAD       = "sealgate/file/v1" | lp(employee) | lp(day) | key record id | ref (16)
+//	file key  = HKDF-SHA256(seed, info = "sealgate/filekey/v1" | lp(employee) | lp(day) | key record id)
+//	ref       = the ref of the file's metadata record: PRF(file id, file, create_at)
 //
 // Test vectors for each format live in testdata/ as good_* and fail_* files.
 package crypto

@@ -13,7 +13,10 @@ import (
 	"time"
 )
 
-var updateVectors = flag.Bool("update-vectors", false, "rewrite crypto/testdata vectors")
+var (
+	updateVectors     = flag.Bool("update-vectors", false, "rewrite crypto/testdata vectors")
+	updateFileVectors = flag.Bool("update-file-vectors", false, "rewrite crypto/testdata/*_file_* vectors (keeps the others)")
+)
 
 // vectorKeys is testdata/keys.json: the gateway keys and slot keys every
 // vector was made with. They are test keys, published on purpose.
@@ -36,8 +39,12 @@ type vector struct {
 	Ref       string `json:"ref"`
 	Epoch     string `json:"epoch"`
 	KeyRecord string `json:"key_record"`
-	Record    string `json:"record"`
-	Slots     []int  `json:"slots"`
+	Record    string `json:"record,omitempty"`
+	// File, instead of Record, is a sealed file content (hex); its
+	// expected content is ExpectFile (hex).
+	File       string `json:"file,omitempty"`
+	ExpectFile string `json:"expect_file,omitempty"`
+	Slots      []int  `json:"slots"`
 	// Error is "" for good vectors, else auth, malformed or too_few_shares.
 	Error  string        `json:"error,omitempty"`
 	Expect *vectorExpect `json:"expect,omitempty"`
@@ -86,31 +93,46 @@ func unhex(t *testing.T, s string) []byte {
 
 // runVector returns the opened event or the first error on the unseal path.
 func runVector(t *testing.T, gk *GatewayKeys, ids []*HPKEIdentity, v *vector) (*Event, error) {
+	dk, ref, err := vectorDayKey(t, gk, ids, v)
+	if err != nil {
+		return nil, err
+	}
+	return OpenRecord(dk, ref, unhex(t, v.Record))
+}
+
+// runFileVector returns the opened file content or the first error.
+func runFileVector(t *testing.T, gk *GatewayKeys, ids []*HPKEIdentity, v *vector) ([]byte, error) {
+	dk, ref, err := vectorDayKey(t, gk, ids, v)
+	if err != nil {
+		return nil, err
+	}
+	return readFile(dk, ref, unhex(t, v.File))
+}
+
+// vectorDayKey runs the escrow part of a vector: the day key and the ref.
+func vectorDayKey(t *testing.T, gk *GatewayKeys, ids []*HPKEIdentity, v *vector) (*DayKey, Ref, error) {
 	var tag Tag
 	var ref Ref
 	copy(tag[:], unhex(t, v.Tag))
 	copy(ref[:], unhex(t, v.Ref))
 	ep, err := ParseEpochRecord(unhex(t, v.Epoch), gk.Verifier())
 	if err != nil {
-		return nil, err
+		return nil, ref, err
 	}
 	kr, err := ParseKeyRecord(tag, unhex(t, v.KeyRecord), gk.Verifier())
 	if err != nil {
-		return nil, err
+		return nil, ref, err
 	}
 	var shares []*Share
 	for _, s := range v.Slots {
 		sh, err := OpenShare(ids[s], s, ep, kr, v.Employee, v.Day)
 		if err != nil {
-			return nil, err
+			return nil, ref, err
 		}
 		shares = append(shares, sh)
 	}
 	dk, err := RecoverDayKey(kr, v.Employee, v.Day, shares)
-	if err != nil {
-		return nil, err
-	}
-	return OpenRecord(dk, ref, unhex(t, v.Record))
+	return dk, ref, err
 }
 
 func errorClass(err error) string {
@@ -131,6 +153,9 @@ func TestVectors(t *testing.T) {
 	if *updateVectors {
 		writeVectors(t)
 	}
+	if *updateFileVectors {
+		writeFileVectors(t)
+	}
 	gk, ids, _ := loadVectorKeys(t)
 	files, _ := filepath.Glob("testdata/*_*.json")
 	var good, fail int
@@ -147,6 +172,10 @@ func TestVectors(t *testing.T) {
 			var v vector
 			if err := json.Unmarshal(raw, &v); err != nil {
 				t.Fatal(err)
+			}
+			if v.File != "" {
+				good, fail = runFileCase(t, gk, ids, name, &v, good, fail)
+				return
 			}
 			got, err := runVector(t, gk, ids, &v)
 			switch {
@@ -169,7 +198,7 @@ func TestVectors(t *testing.T) {
 			}
 		})
 	}
-	if good < 2 || fail < 8 {
+	if good < 3 || fail < 14 {
 		t.Fatalf("only %d good and %d fail vectors", good, fail)
 	}
 }
@@ -273,5 +302,91 @@ func writeVectors(t *testing.T) {
 	write("keys.json", vk)
 	for name, v := range out {
 		write(name, v)
+	}
+}
+
+func runFileCase(t *testing.T, gk *GatewayKeys, ids []*HPKEIdentity, name string, v *vector, good, fail int) (int, int) {
+	got, err := runFileVector(t, gk, ids, v)
+	switch {
+	case strings.HasPrefix(name, "good_"):
+		if err != nil {
+			t.Fatalf("good vector failed: %v", err)
+		}
+		if !bytes.Equal(got, unhex(t, v.ExpectFile)) {
+			t.Fatalf("opened %d bytes, not the expected content", len(got))
+		}
+		return good + 1, fail
+	case strings.HasPrefix(name, "fail_"):
+		if c := errorClass(err); c != v.Error {
+			t.Fatalf("error class %q (%v), want %q", c, err, v.Error)
+		}
+		return good, fail + 1
+	}
+	t.Fatalf("vector file %s is neither good_* nor fail_*", name)
+	return good, fail
+}
+
+// writeFileVectors (re)writes the sealed-file vectors under the day key of
+// good_record_posted.json, recovered through its escrow, so the other
+// vectors stay as they are. The segment size is the real one (1 MiB), so
+// the vector is a one-segment file; multi-segment files are covered by
+// TestOpenFileRefusals.
+// Run: go test ./crypto -run TestVectors -update-file-vectors
+func writeFileVectors(t *testing.T) {
+	gk, ids, _ := loadVectorKeys(t)
+	raw, err := os.ReadFile("testdata/good_record_posted.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var base vector
+	if err := json.Unmarshal(raw, &base); err != nil {
+		t.Fatal(err)
+	}
+	dk, _, err := vectorDayKey(t, gk, ids, &base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 22, 11, 23, 0, 0, time.UTC)
+	ref := gk.Ref("7ugdtgrbhbn5bp6mqajxq3ej3h", KindFile, at.UnixMilli())
+	content := []byte("%PDF-1.7 quarterly-figures.pdf: a small shared file sealed with the day key's streaming AEAD\n")
+	var sealed bytes.Buffer
+	w, err := dk.SealFile(ref, &sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(content)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	good := base
+	good.Comment = "a shared file's content sealed with the streaming key of the same key record as good_record_posted, opened with slots 0, 2 and 4"
+	good.Ref, good.Record, good.File, good.ExpectFile, good.Expect = hex.EncodeToString(ref[:]), "", hex.EncodeToString(sealed.Bytes()), hex.EncodeToString(content), nil
+	out := map[string]*vector{"good_file_small.json": &good}
+	mut := func(name, comment, class string, f func(v *vector)) {
+		v := good
+		v.ExpectFile = ""
+		v.Comment, v.Error = comment, class
+		f(&v)
+		out[name] = &v
+	}
+	flip := func(s string, i int) string {
+		b, _ := hex.DecodeString(s)
+		if i < 0 {
+			i += len(b)
+		}
+		b[i] ^= 0x01
+		return hex.EncodeToString(b)
+	}
+	mut("fail_file_bitflip.json", "one bit of the file ciphertext flipped", "auth", func(v *vector) { v.File = flip(v.File, 17+40+10) })
+	mut("fail_file_truncated.json", "the last byte of the last segment cut off", "auth", func(v *vector) { v.File = v.File[:len(v.File)-2] })
+	mut("fail_file_header_truncated.json", "the sealed file cut inside sealgate's header", "malformed", func(v *vector) { v.File = v.File[:20] })
+	mut("fail_file_version.json", "an unknown sealed-file format version", "malformed", func(v *vector) { v.File = "02" + v.File[2:] })
+	mut("fail_file_moved.json", "the sealed file presented under the ref of the posted record", "auth", func(v *vector) { v.Ref = base.Ref })
+	mut("fail_file_wrong_employee.json", "opened as if it belonged to another employee", "auth", func(v *vector) { v.Employee = "i8p86y7at78kbpor7j5myu77uw" })
+	for name, v := range out {
+		b, _ := json.MarshalIndent(v, "", "  ")
+		if err := os.WriteFile(filepath.Join("testdata", name), append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
