@@ -7,9 +7,10 @@
 // seed and derives a [DayKey] from it: a Tink AES-256-GCM keyset. Every event of
 // that employee on that day (post, edit, delete tombstone, file metadata) is
 // sealed under the day key into a record; a shared file's content, if it is
-// forwarded, under the day key's streaming sibling (see the formats below). The day key lives in gateway memory
-// only while its day is current plus a grace period; after that the [Sealer]
-// forgets it and the only way back to it is through escrow.
+// forwarded, under the day key's streaming sibling (see the formats below).
+// The day key lives in gateway memory only while its day is current plus a
+// grace period; after that the [Sealer] forgets it and the only way back to
+// it is through escrow.
 //
 // Escrow is a fan-out: the seed is split M-of-N with Shamir secret sharing
 // (circl's secretsharing over the ristretto255 scalar field) and share i is
