@@ -13,6 +13,9 @@
 //	outbox:      notices to employees (package notice): id, due time, attempts,
 //	             blob sealed under a gateway key (the recipient is inside)
 //	aggregates:  k-anonymous counts per hour/day, team id and channel type (package redact)
+//	files:       ref (shared with the file's metadata record), tag, hour, key
+//	             record id and sealed size, and the sealed content in chunks
+//	             (see files.go)
 //
 // There is no employee id, channel id, post id, file name or content column.
 // Two days of one employee have unrelated tags, so the store alone cannot

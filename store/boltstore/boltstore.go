@@ -11,9 +11,9 @@
 //	meta         "version", and the Stats counters "records", "keyrecords",
 //	             "epochs", "bytes", kept in the same transaction as the rows
 //
-// The audit log, the notice outbox, the aggregates and the privacy budget
-// have buckets of their own, described in audit.go, outbox.go, aggregates.go
-// and ledger.go.
+// The audit log, the notice outbox, the aggregates, the privacy budget and
+// the sealed file contents have buckets of their own, described in
+// audit.go, outbox.go, aggregates.go, ledger.go and files.go.
 //
 // Hours are stored with the sign bit flipped so that byte order equals
 // numeric order for negative hours too.
@@ -75,7 +75,7 @@ var (
 	keyEpochs     = []byte("epochs")
 	keyBytes      = []byte("bytes")
 
-	allBuckets = [][]byte{bktRefs, bktRecords, bktKeyRecs, bktKeyRecIdx, bktEpochs, bktMeta, bktAudit, bktOutbox, bktOutboxDue, bktAggregates, bktLedger}
+	allBuckets = [][]byte{bktRefs, bktRecords, bktKeyRecs, bktKeyRecIdx, bktEpochs, bktMeta, bktAudit, bktOutbox, bktOutboxDue, bktAggregates, bktLedger, bktFiles, bktFileChunks, bktFileUploads}
 )
 
 const (
@@ -115,6 +115,8 @@ var errClosed = errors.New("store is closed")
 var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if absent, with mode 0600) the store file at path.
+// It deletes the chunks of file uploads that a crash or Close cut off (see
+// files.go).
 func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -126,7 +128,13 @@ func Open(path string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if err := db.Update(initLayout); err != nil {
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := initLayout(tx); err != nil {
+			return err
+		}
+		return sweepUploads(tx)
+	})
+	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -126,6 +126,28 @@ var migrations = []string{
 		spent  double precision NOT NULL CHECK (spent >= 0),
 		PRIMARY KEY (family, day)
 	);`,
+
+	// 6: sealed file contents (see files.go): the row as records have it,
+	// and the content in chunks of one upload each. upload is unique, so no
+	// two files share chunks and the sweep's lookup is indexed; created_at
+	// only lets the sweep tell an abandoned upload from one still running.
+	`CREATE TABLE files (
+		ref           bytea   PRIMARY KEY CHECK (length(ref) = 16),
+		tag           bytea   NOT NULL CHECK (length(tag) = 16),
+		hour          bigint  NOT NULL,
+		key_record_id bytea   NOT NULL CHECK (length(key_record_id) = 16),
+		upload        bytea   NOT NULL UNIQUE CHECK (length(upload) = 16),
+		size          bigint  NOT NULL CHECK (size >= 0),
+		chunks        integer NOT NULL CHECK (chunks >= 0)
+	);
+
+	CREATE TABLE file_chunks (
+		upload     bytea       NOT NULL CHECK (length(upload) = 16),
+		seq        integer     NOT NULL CHECK (seq >= 0),
+		data       bytea       NOT NULL CHECK (length(data) > 0),
+		created_at timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (upload, seq)
+	);`,
 }
 
 // migrationLock is the pg_advisory_xact_lock key serializing migrations
@@ -172,8 +194,9 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open connects to the database named by dsn (a postgres:// URL or a
-// key=value string; pool settings such as pool_max_conns are honoured) and
-// brings its schema up to date.
+// key=value string; pool settings such as pool_max_conns are honoured),
+// brings its schema up to date and sweeps abandoned file uploads (see
+// files.go).
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -193,6 +216,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("open store: connect: %w", err)
 	}
 	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if err := sweepChunks(ctx, pool); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}

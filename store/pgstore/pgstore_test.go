@@ -135,7 +135,10 @@ func testSchemaColumns(t *testing.T, cluster string) {
 		"aggregates.messages aggregates.partial aggregates.reactions aggregates.release aggregates.span aggregates.suppressed " +
 		"aggregates.team aggregates.users " +
 		"audit.action audit.actor_pseudonym audit.actor_role audit.detail audit.hash audit.object audit.order_id audit.prev audit.seq audit.time " +
-		"dp_ledger.day dp_ledger.family dp_ledger.spent epochs.blob epochs.id key_records.blob key_records.epoch_id key_records.id key_records.tag " +
+		"dp_ledger.day dp_ledger.family dp_ledger.spent epochs.blob epochs.id " +
+		"file_chunks.created_at file_chunks.data file_chunks.seq file_chunks.upload " +
+		"files.chunks files.hour files.key_record_id files.ref files.size files.tag files.upload " +
+		"key_records.blob key_records.epoch_id key_records.id key_records.tag " +
 		"outbox.attempts outbox.blob outbox.due outbox.id " +
 		"records.blob records.hour records.key_record_id records.ref records.tag"
 	if got := strings.Join(cols, " "); got != want {

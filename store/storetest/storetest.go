@@ -702,7 +702,19 @@ type subtest[S store.Store] struct {
 // runSuite runs the cases in parallel. Each case opens its stores through
 // open, and each of them must implement S; iface names S for the failure.
 func runSuite[S store.Store](t *testing.T, open func(t *testing.T) store.Store, iface string, tests []subtest[S]) {
-	openS := func(t *testing.T) S {
+	openS := openAs[S](open, iface)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, openS)
+		})
+	}
+}
+
+// openAs wraps open for stores that must implement S; iface names S for the
+// failure.
+func openAs[S store.Store](open func(t *testing.T) store.Store, iface string) func(t *testing.T) S {
+	return func(t *testing.T) S {
 		t.Helper()
 		s := open(t)
 		ss, ok := s.(S)
@@ -711,12 +723,6 @@ func runSuite[S store.Store](t *testing.T, open func(t *testing.T) store.Store, 
 			t.Fatalf("%T does not implement %s", s, iface)
 		}
 		return ss
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			tc.fn(t, openS)
-		})
 	}
 }
 
