@@ -289,6 +289,9 @@ type Limits struct {
 	MaxPostBytes   int64 `yaml:"max_post_bytes"`   // one event's JSON; default 1 MiB
 	MaxBatchEvents int   `yaml:"max_batch_events"` // default 1000
 	MaxBodyBytes   int64 `yaml:"max_body_bytes"`   // one request body; default 32 MiB
+	// MaxFileBytes bounds one shared file's content on PUT /v1/files/{id};
+	// default 100 MiB, Mattermost's own default file size limit.
+	MaxFileBytes int64 `yaml:"max_file_bytes"`
 }
 
 // Log configures log/slog.
@@ -319,7 +322,7 @@ func Defaults() Config {
 		Redis:       Redis{Addr: "127.0.0.1:6379"},
 		Store:       Store{Kind: "file", Path: "sealgate.db"},
 		DayKeyGrace: Duration{2 * time.Hour},
-		Limits:      Limits{MaxPostBytes: 1 << 20, MaxBatchEvents: 1000, MaxBodyBytes: 32 << 20},
+		Limits:      Limits{MaxPostBytes: 1 << 20, MaxBatchEvents: 1000, MaxBodyBytes: 32 << 20, MaxFileBytes: 100 << 20},
 		Log:         Log{Level: "info"},
 		Mattermost:  Mattermost{TokenCache: Duration{30 * time.Second}, CheckpointEvery: Duration{time.Hour}},
 		Orders:      Orders{Grace: Duration{24 * time.Hour}},
@@ -441,6 +444,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxPostBytes <= 0 || c.Limits.MaxBatchEvents <= 0 || c.Limits.MaxBodyBytes < c.Limits.MaxPostBytes {
 		bad("limits: max_post_bytes and max_batch_events must be positive and max_body_bytes ≥ max_post_bytes")
+	}
+	if c.Limits.MaxFileBytes <= 0 {
+		bad("limits: max_file_bytes must be positive")
 	}
 	if c.Listen.Orders != "" && c.Mattermost.URL == "" {
 		bad("mattermost.url: missing; the order API (listen.orders) validates tokens against it")

@@ -16,12 +16,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Server is the admin HTTP listener: the ingest API, health and metrics.
+// Server is the admin HTTP listener: the ingest API (events, and shared
+// files' contents in files.go), health and metrics.
 type Server struct {
 	Pipeline     *Pipeline
 	Token        string
 	Limits       Limits
 	MaxBodyBytes int64
+	MaxFileBytes int64 // one file content on PUT /v1/files/{id}
 	Log          *slog.Logger
 	// Ready reports whether the dependencies (Redis, store) answer.
 	Ready func(ctx context.Context) error
@@ -35,6 +37,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 	events   *prometheus.CounterVec
 	requests *prometheus.CounterVec
+	files    *prometheus.CounterVec
 	latency  prometheus.Histogram
 	liveKeys prometheus.GaugeFunc
 }
@@ -48,6 +51,9 @@ func NewMetrics(liveDayKeys func() float64) *Metrics {
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sealgate_ingest_requests_total", Help: "Ingest requests by HTTP status code.",
 	}, []string{"code"})
+	m.files = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sealgate_file_contents_total", Help: "File contents received on /v1/files by outcome.",
+	}, []string{"outcome"})
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "sealgate_ingest_duration_seconds", Help: "Time from request to durable answer.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
@@ -55,7 +61,7 @@ func NewMetrics(liveDayKeys func() float64) *Metrics {
 	m.liveKeys = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "sealgate_day_keys_live", Help: "Day keys held in memory.",
 	}, liveDayKeys)
-	m.Registry.MustRegister(m.events, m.requests, m.latency, m.liveKeys,
+	m.Registry.MustRegister(m.events, m.requests, m.files, m.latency, m.liveKeys,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -69,6 +75,7 @@ func (s *Server) Handler(m *Metrics) http.Handler {
 		w.Header().Set("Allow", "POST")
 		writeError(w, http.StatusMethodNotAllowed, "use POST")
 	})
+	mux.HandleFunc("PUT /v1/files/{id}", s.putFile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -22,7 +22,10 @@ const token = "test-token-0123456789abcdef"
 type testGateway struct {
 	srv   *httptest.Server
 	store *boltstore.Store
+	path  string // the store's file
 	log   *bytes.Buffer
+	keys  *crypto.GatewayKeys
+	ids   []*crypto.HPKEIdentity // the approver slots (quorum 2)
 }
 
 func newTestGateway(t *testing.T) *testGateway {
@@ -32,18 +35,21 @@ func newTestGateway(t *testing.T) *testGateway {
 		t.Fatal(err)
 	}
 	var slots []crypto.Recipient
+	var ids []*crypto.HPKEIdentity
 	for i := 0; i < 3; i++ {
 		id, err := crypto.GenerateSlotKey(crypto.KEMX25519)
 		if err != nil {
 			t.Fatal(err)
 		}
 		slots = append(slots, id.Recipient())
+		ids = append(ids, id)
 	}
 	sealer, err := crypto.NewSealer(crypto.SealerConfig{Keys: keys, Slots: slots, Quorum: 2, Grace: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "s.db"))
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +60,12 @@ func newTestGateway(t *testing.T) *testGateway {
 		Token:        token,
 		Limits:       Limits{MaxPostBytes: 64 << 10, MaxBatchEvents: 100},
 		MaxBodyBytes: 256 << 10,
+		MaxFileBytes: 8 << 20,
 		Log:          slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	hs := httptest.NewServer(s.Handler(NewMetrics(func() float64 { return float64(sealer.Live()) })))
 	t.Cleanup(hs.Close)
-	return &testGateway{srv: hs, store: st, log: logBuf}
+	return &testGateway{srv: hs, store: st, path: path, log: logBuf, keys: keys, ids: ids}
 }
 
 func (g *testGateway) do(t *testing.T, method, tok, ctype, body string) (int, string) {

@@ -186,6 +186,7 @@ func newRuntime(keys *crypto.GatewayKeys, sealer *crypto.Sealer, st store.Store,
 		Token:        cfg.IngestToken,
 		Limits:       gateway.Limits{MaxPostBytes: cfg.Limits.MaxPostBytes, MaxBatchEvents: cfg.Limits.MaxBatchEvents},
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		MaxFileBytes: cfg.Limits.MaxFileBytes,
 		Log:          log,
 	}
 	return rt, nil
