@@ -45,14 +45,26 @@ func TestManifest(t *testing.T) {
 	if m.Server == nil || m.Server.Executables["linux-amd64"] != "server/dist/plugin-linux-amd64" {
 		t.Fatalf("server executables %+v", m.Server)
 	}
-	want := map[string]bool{"SealgateURL": false, "IngestToken": true, "SealgateOrdersURL": false, "PluginSecret": true}
+	type setting struct {
+		typ    string
+		secret bool
+	}
+	want := map[string]setting{"SealgateURL": {"text", false}, "IngestToken": {"text", true}, "ForwardFileContent": {"bool", false},
+		"SealgateOrdersURL": {"text", false}, "PluginSecret": {"text", true}}
 	if m.SettingsSchema == nil || len(m.SettingsSchema.Settings) != len(want) {
 		t.Fatalf("settings schema %+v", m.SettingsSchema)
 	}
 	for _, s := range m.SettingsSchema.Settings {
-		secret, ok := want[s.Key]
-		if !ok || s.Secret != secret || s.Type != "text" {
+		w, ok := want[s.Key]
+		if !ok || s.Secret != w.secret || s.Type != w.typ {
 			t.Errorf("setting %s: type %s secret %v", s.Key, s.Type, s.Secret)
+		}
+	}
+	// The file-content switch is off by default: forwarding the bytes is a
+	// decision the deployment makes, not a silent default.
+	for _, s := range m.SettingsSchema.Settings {
+		if s.Key == "ForwardFileContent" && s.Default != false {
+			t.Errorf("ForwardFileContent defaults to %v", s.Default)
 		}
 	}
 }

@@ -15,6 +15,10 @@ type configuration struct {
 	IngestToken       string // sealgate's ingest_token
 	SealgateOrdersURL string // base URL of sealgate's order API listener
 	PluginSecret      string // shared secret for /sealgate's calls to the order API
+	// ForwardFileContent sends each shared file's bytes to sealgate's
+	// PUT /v1/files/{id}, sealed there under the uploader's day key. Off:
+	// files are forwarded as metadata and SHA-256 only.
+	ForwardFileContent bool
 }
 
 // ingestURL is where events go, or "" while the plugin is not configured
@@ -24,6 +28,13 @@ func (c *configuration) ingestURL() string {
 		return ""
 	}
 	return endpoint(c.SealgateURL, "/v1/ingest")
+}
+
+// filesURL is where the content of file id goes (PUT), on the same
+// listener as the ingest API.
+func (c *configuration) filesURL(id string) string {
+	base := strings.TrimSuffix(strings.TrimRight(c.SealgateURL, "/"), "/v1/ingest")
+	return base + "/v1/files/" + url.PathEscape(id)
 }
 
 // ordersURL is the order API's GET /v1/me/orders, or "" if not configured.

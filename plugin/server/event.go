@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/mattermost/mattermost/server/public/model"
 )
@@ -24,7 +27,8 @@ type ingestEvent struct {
 
 // fileEvent describes a file shared in a post: model.FileInfo's JSON names,
 // the post's author, post and channel, and the SHA-256 of the content. The
-// file bytes themselves are not forwarded.
+// bytes themselves go apart, to PUT /v1/files/{id}, and only when
+// ForwardFileContent is on; ContentSealed says sealgate holds them.
 type fileEvent struct {
 	ID        string `json:"id"`
 	UserID    string `json:"user_id"`
@@ -38,6 +42,11 @@ type fileEvent struct {
 	SHA256    string `json:"sha256,omitempty"`
 	// SHA256Omitted says why SHA256 is missing (a file above maxHashBytes).
 	SHA256Omitted string `json:"sha256_omitted,omitempty"`
+	// ContentSealed: sealgate stored the bytes (sealed) before this event.
+	ContentSealed bool `json:"content_sealed,omitempty"`
+	// ContentOmitted says why the bytes were not forwarded although
+	// ForwardFileContent is on (too large, refused by sealgate).
+	ContentOmitted string `json:"content_omitted,omitempty"`
 }
 
 // fileRef is what the hook queues for an attached file: reading the file
@@ -94,10 +103,11 @@ func (p *Plugin) enqueue(kind string, data []byte) {
 }
 
 // resolveFile turns a queued file reference into a file event: the file's
-// metadata from Mattermost and the SHA-256 of its content. permanent says
+// metadata from Mattermost and the SHA-256 of its content, and, with
+// ForwardFileContent on, the content sent to sealgate first. permanent says
 // the file cannot be resolved ever (it is gone), as opposed to a transient
-// error worth retrying.
-func (p *Plugin) resolveFile(data []byte) (event []byte, permanent bool, err error) {
+// error worth retrying (Mattermost or sealgate not answering).
+func (p *Plugin) resolveFile(ctx context.Context, cfg *configuration, data []byte) (event []byte, permanent bool, err error) {
 	var env fileRefEnvelope
 	if err := json.Unmarshal(data, &env); err != nil {
 		return nil, true, fmt.Errorf("unreadable file reference: %v", err)
@@ -119,6 +129,9 @@ func (p *Plugin) resolveFile(data []byte) (event []byte, permanent bool, err err
 	}
 	if info.Size > maxHashBytes {
 		f.SHA256Omitted = fmt.Sprintf("file larger than %d bytes", maxHashBytes)
+		if cfg.ForwardFileContent {
+			f.ContentOmitted = f.SHA256Omitted
+		}
 	} else {
 		content, appErr := p.API.GetFile(ref.FileID)
 		if appErr != nil {
@@ -127,7 +140,53 @@ func (p *Plugin) resolveFile(data []byte) (event []byte, permanent bool, err err
 		sum := sha256.Sum256(content)
 		f.SHA256 = hex.EncodeToString(sum[:])
 		f.Size = int64(len(content))
+		if cfg.ForwardFileContent {
+			refused, err := p.sendFileContent(ctx, cfg, f, content)
+			if err != nil {
+				return nil, false, err
+			}
+			f.ContentSealed, f.ContentOmitted = refused == "", refused
+		}
 	}
 	out, err := json.Marshal(&ingestEvent{Kind: "file", File: f})
 	return out, false, err
+}
+
+// sendFileContent PUTs the content to sealgate. It returns the reason when
+// sealgate refused this content on its own (too large, 400): the metadata
+// event then says so instead of being held back forever. Anything else
+// that is not 200 is an error to retry. The request waits for sealgate's
+// 100 Continue, so a file sealgate already holds is not sent again.
+func (p *Plugin) sendFileContent(ctx context.Context, cfg *configuration, f *fileEvent, content []byte) (refused string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, cfg.filesURL(f.ID), bytes.NewReader(content))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+cfg.IngestToken)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Expect", "100-continue")
+	req.Header.Set("User-Agent", "sealgate-mattermost-plugin")
+	req.Header.Set("X-Sealgate-Employee", f.UserID)
+	req.Header.Set("X-Sealgate-Create-At", strconv.FormatInt(f.CreateAt, 10))
+	req.Header.Set("X-Sealgate-Content-SHA256", f.SHA256)
+	resp, err := p.fileClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("send file content: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(msg, &e) != nil || e.Error == "" {
+		e.Error = http.StatusText(resp.StatusCode)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return "", nil
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		p.API.LogWarn("sealgate: sealgate refused a file's content; its metadata is forwarded without it", "status", resp.StatusCode, "reason", e.Error)
+		return fmt.Sprintf("sealgate refused the content (%d): %s", resp.StatusCode, e.Error), nil
+	}
+	return "", &statusError{status: resp.StatusCode, reason: e.Error}
 }

@@ -191,10 +191,14 @@ func (tp *testPlugin) configure(tb testing.TB, cfg configuration) {
 // boltstore) behind a handler that records what it accepted.
 type sealgate struct {
 	store   *boltstore.Store
+	keys    *crypto.GatewayKeys
+	server  *gateway.Server
 	handler http.Handler
 
 	mu        sync.Mutex
 	accepted  []json.RawMessage // events of requests answered 200
+	fileBytes int64             // content bytes PUT /v1/files/ read from the plugin
+	files     int               // PUT /v1/files/ requests
 	stored    int
 	duplicate int
 	requests  int
@@ -231,9 +235,10 @@ func newSealgate(tb testing.TB) *sealgate {
 		Token:        testToken,
 		Limits:       gateway.Limits{MaxPostBytes: 1 << 20, MaxBatchEvents: 1000},
 		MaxBodyBytes: 32 << 20,
+		MaxFileBytes: 8 << 20,
 		Log:          slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	}
-	g := &sealgate{store: st}
+	g := &sealgate{store: st, keys: keys, server: srv}
 	g.handler = srv.Handler(gateway.NewMetrics(func() float64 { return float64(sealer.Live()) }))
 	return g
 }
@@ -251,6 +256,22 @@ func (g *sealgate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		<-gate
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1/files/") {
+		// Streamed as sealgate gets it: the handler decides whether to
+		// read the body at all (a duplicate is answered without).
+		// A shallow copy: the server must keep seeing its own body on the
+		// original request, or it cannot tell that 100 Continue was never
+		// sent and the client waits out its ExpectContinueTimeout.
+		cr := &countingReader{r: r.Body}
+		r2 := r.WithContext(r.Context())
+		r2.Body = io.NopCloser(cr)
+		g.handler.ServeHTTP(w, r2)
+		g.mu.Lock()
+		g.files++
+		g.fileBytes += cr.n
+		g.mu.Unlock()
+		return
 	}
 	body, _ := io.ReadAll(r.Body)
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -276,6 +297,17 @@ func (g *sealgate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(rec.Code)
 	w.Write(rec.Body.Bytes())
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // start serves on a fresh loopback port and returns the base URL.

@@ -1,7 +1,9 @@
 // Command plugin-linux-amd64 is sealgate's Mattermost server plugin, the
 // primary capture path: it forwards every post, edit, deletion and shared
-// file to sealgate's POST /v1/ingest, and registers /sealgate, which shows an
-// employee the investigation orders that named them.
+// file to sealgate's POST /v1/ingest (and, with ForwardFileContent, each
+// file's bytes to PUT /v1/files/{id} before its metadata), and registers
+// /sealgate, which shows an employee the investigation orders that named
+// them.
 //
 // The hooks never wait for sealgate and never alter anything: each event is
 // written to the plugin's key-value store ("q:<seq>", the durable buffer) and
@@ -45,6 +47,7 @@ type Plugin struct {
 	// Seams for tests; zero values mean the production defaults.
 	now        func() time.Time // stamps deleted_at
 	client     *http.Client     // ingest and order API requests
+	fileClient *http.Client     // file contents: no overall timeout, waits for 100 Continue
 	minBackoff time.Duration    // first retry delay (1s)
 	maxBackoff time.Duration    // retry delay cap (1 minute)
 }
@@ -61,6 +64,12 @@ func (p *Plugin) OnActivate() error {
 	}
 	if p.client == nil {
 		p.client = &http.Client{Timeout: 30 * time.Second}
+	}
+	if p.fileClient == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ExpectContinueTimeout = 5 * time.Second
+		t.ResponseHeaderTimeout = 2 * time.Minute
+		p.fileClient = &http.Client{Transport: t}
 	}
 	if p.minBackoff <= 0 {
 		p.minBackoff = time.Second

@@ -61,7 +61,7 @@ func (s *sender) run(ctx context.Context) {
 				s.idle(ctx)
 				continue
 			}
-			if batch = s.resolveFiles(batch); len(batch) == 0 {
+			if batch = s.resolveFiles(ctx, cfg, batch); len(batch) == 0 {
 				continue // only files, deferred or dead-lettered: take the next
 			}
 			err = s.deliver(ctx, url, cfg.IngestToken, batch)
@@ -119,14 +119,14 @@ func (s *sender) idle(ctx context.Context) {
 
 // resolveFiles replaces queued file references by file events. A file
 // that cannot be read now is deferred; one that is gone is dead-lettered.
-func (s *sender) resolveFiles(batch []*item) []*item {
+func (s *sender) resolveFiles(ctx context.Context, cfg *configuration, batch []*item) []*item {
 	out := batch[:0]
 	for _, it := range batch {
 		if !isFileRef(it.data) {
 			out = append(out, it)
 			continue
 		}
-		ev, permanent, err := s.p.resolveFile(it.data)
+		ev, permanent, err := s.p.resolveFile(ctx, cfg, it.data)
 		now := time.Now()
 		switch {
 		case err == nil:
@@ -137,7 +137,7 @@ func (s *sender) resolveFiles(batch []*item) []*item {
 				s.q.deferItem(it, now, s.p.minBackoff, s.p.maxBackoff)
 			}
 		default:
-			s.p.API.LogWarn("sealgate: cannot read a shared file yet; will retry", "err", err.Error())
+			s.p.API.LogWarn("sealgate: cannot resolve a shared file yet; will retry", "err", err.Error())
 			s.q.deferItem(it, now, s.p.minBackoff, s.p.maxBackoff)
 		}
 	}
