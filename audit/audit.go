@@ -100,6 +100,9 @@ const (
 	ActionNoticeEscalated Action = "notice_escalated"
 	// ActionSelfService: an employee looked at the orders that named them.
 	ActionSelfService Action = "self_service"
+	// ActionFileRead: the requester downloaded the content of one shared
+	// file released under the order.
+	ActionFileRead Action = "file_read"
 )
 
 // Actions lists every action, in the order above.
@@ -109,7 +112,7 @@ func Actions() []Action {
 		ActionViewed, ActionExported, ActionDeferred, ActionRevoked,
 		ActionExpired, ActionClosed, ActionNoticeSent, ActionRefused,
 		ActionCheckpoint, ActionOrderRead, ActionEscrowRead,
-		ActionNoticeEscalated, ActionSelfService,
+		ActionNoticeEscalated, ActionSelfService, ActionFileRead,
 	}
 }
 

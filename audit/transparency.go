@@ -42,7 +42,7 @@ type Transparency struct {
 	Approvals   int `json:"approvals"`    // ActionApproved entries: individual approvals given
 	Refused     int `json:"refused"`      // ActionRefused entries: refused attempts
 	Views       int `json:"views"`        // ActionViewed entries
-	Exports     int `json:"exports"`      // ActionExported entries
+	Exports     int `json:"exports"`      // ActionExported and ActionFileRead entries
 	NoticesSent int `json:"notices_sent"` // ActionNoticeSent entries
 	Entries     int `json:"entries"`      // audit entries of any action in the period
 }
@@ -101,7 +101,7 @@ func Summarize(ctx context.Context, b Backend, from, to time.Time) (Transparency
 			t.Activated++
 		case ActionViewed:
 			t.Views++
-		case ActionExported:
+		case ActionExported, ActionFileRead:
 			t.Exports++
 		case ActionDeferred:
 			t.Deferred++

@@ -148,6 +148,9 @@ func emlText(h Header, msgs []Message) ([]byte, error) {
 		}
 		for _, f := range m.Files {
 			line("File:     %s (%s, %d bytes, id %s, sha256 %s)", oneLine(f.Name), oneLine(f.MIMEType), f.Size, oneLine(f.ID), oneLine(f.SHA256))
+			if f.ContentSealed {
+				line("          content held sealed: sealgate unseal %s --file %s", oneLine(h.OrderID), oneLine(f.ID))
+			}
 		}
 		if m.Text == "" {
 			line("Text:     (no text)")

@@ -99,6 +99,9 @@ type File struct {
 	ID, Name, MIMEType string
 	Size               int64
 	SHA256             string
+	// ContentSealed says sealgate holds the file's bytes (sealed): the
+	// requester can download them (`sealgate unseal ORDER --file ID`).
+	ContentSealed bool
 }
 
 // Watermark returns the one-line watermark of an export:

@@ -44,6 +44,9 @@ type jsonFile struct {
 	MIMEType string `json:"mime_type"`
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
+	// Sealed is omitted when false, so exports of metadata-only files
+	// read as before.
+	ContentSealed bool `json:"content_sealed,omitempty"`
 }
 
 func renderJSON(h Header, msgs []Message) ([]byte, error) {
@@ -74,7 +77,7 @@ func renderJSON(h Header, msgs []Message) ([]byte, error) {
 			Watermark:  mark,
 		}
 		for _, f := range m.Files {
-			jm.Files = append(jm.Files, jsonFile{ID: f.ID, Name: f.Name, MIMEType: f.MIMEType, Size: f.Size, SHA256: f.SHA256})
+			jm.Files = append(jm.Files, jsonFile{ID: f.ID, Name: f.Name, MIMEType: f.MIMEType, Size: f.Size, SHA256: f.SHA256, ContentSealed: f.ContentSealed})
 		}
 		doc.Messages = append(doc.Messages, jm)
 	}

@@ -3,6 +3,8 @@ package orderapi
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -156,6 +158,21 @@ func (c *Client) Messages(ctx context.Context, id, cursor string, limit int, w i
 func (c *Client) Export(ctx context.Context, id, format string, w io.Writer) error {
 	_, err := c.do(ctx, http.MethodGet, orderPath(id, "/export?format=", url.QueryEscape(format)), nil, w)
 	return err
+}
+
+// SharedFile writes the content of one released shared file to w and
+// checks it against the SHA-256 the server names; a mismatch or a cut
+// download is an error, and w then holds bytes to discard.
+func (c *Client) SharedFile(ctx context.Context, id, fileID string, w io.Writer) error {
+	h := sha256.New()
+	hdr, err := c.do(ctx, http.MethodGet, orderPath(id, "/files/", url.PathEscape(fileID)), nil, io.MultiWriter(w, h))
+	if err != nil {
+		return err
+	}
+	if want := hdr.Get(ContentSHA256Header); want != "" && want != hex.EncodeToString(h.Sum(nil)) {
+		return fmt.Errorf("order API: file %s does not match its recorded SHA-256", fileID)
+	}
+	return nil
 }
 
 // MyOrders lists the activated orders that named the caller.

@@ -94,6 +94,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/orders/{id}/deferral/approvals", s.authed(s.approveDeferral))
 	mux.HandleFunc("GET /v1/orders/{id}/messages", s.authed(s.messages))
 	mux.HandleFunc("GET /v1/orders/{id}/export", s.authed(s.export))
+	mux.HandleFunc("GET /v1/orders/{id}/files/{file_id}", s.authed(s.sharedFile))
 	mux.HandleFunc("GET /v1/me/orders", s.selfService(s.myOrders))
 	mux.HandleFunc("GET /v1/me/accesses", s.selfService(s.myAccesses))
 	mux.HandleFunc("GET /v1/me/orders/{id}/messages", s.authed(s.myMessages))
@@ -378,6 +379,35 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request, user string) err
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", id+"."+string(f)))
 	_, err = io.Copy(w, &buf)
 	return err
+}
+
+// ContentSHA256Header carries the SHA-256 the file's sealed metadata
+// recorded, so a client can check the download end to end.
+const ContentSHA256Header = "X-Sealgate-Content-SHA256"
+
+// sharedFile streams one released file's content. It is never served with
+// the file's own MIME type, so a browser saves rather than renders it. A
+// failure after the first byte (a segment that does not authenticate, a
+// digest mismatch) aborts the connection: the client sees a cut download,
+// never a complete-looking one.
+func (s *Server) sharedFile(w http.ResponseWriter, r *http.Request, user string) error {
+	id, fileID := r.PathValue("id"), r.PathValue("file_id")
+	f, err := s.Desk.SharedFile(r.Context(), user, id, fileID)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", fileID))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set(ContentSHA256Header, f.Meta.SHA256)
+	if _, err := io.Copy(w, f.Content); err != nil {
+		if s.Log != nil {
+			s.Log.Error("shared file download cut", "order", id, "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
+	return nil
 }
 
 func (s *Server) myOrders(w http.ResponseWriter, r *http.Request, user string) error {

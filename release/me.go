@@ -83,7 +83,7 @@ func (d *Desk) MyOrders(ctx context.Context, user string) (out []MyOrder, err er
 			if o.ActivatedAt.IsZero() {
 				o.ActivatedAt = e.Time
 			}
-		case audit.ActionViewed, audit.ActionExported:
+		case audit.ActionViewed, audit.ActionExported, audit.ActionFileRead:
 			o.Accesses = append(o.Accesses, Access{Time: e.Time, Role: e.ActorRole, Action: string(e.Action), Messages: detailInt(e.Detail, "messages")})
 		case audit.ActionRevoked, audit.ActionExpired, audit.ActionClosed:
 			if o.Ended == "" {

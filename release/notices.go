@@ -103,7 +103,8 @@ func (d *Desk) history(ctx context.Context, orderID string) (acc notice.Accessed
 			return nil
 		}
 		switch e.Action {
-		case audit.ActionViewed, audit.ActionExported:
+		case audit.ActionViewed, audit.ActionExported, audit.ActionFileRead:
+			// A file download is an export of released content.
 			if e.Action == audit.ActionViewed {
 				acc.Views++
 			} else {

@@ -337,6 +337,9 @@ type wireFile struct {
 	MIMEType  string `json:"mime_type"`
 	Size      int64  `json:"size"`
 	SHA256    string `json:"sha256"`
+	// ContentSealed: the plugin forwarded the bytes and sealgate stored
+	// them before it took this metadata event.
+	ContentSealed bool `json:"content_sealed"`
 }
 
 // view turns an opened event into what the requester sees, or reports that
@@ -366,7 +369,7 @@ func (rel *released) view(ev *crypto.Event) (export.Message, bool) {
 		}
 	case w.File != nil:
 		m.ChannelID = w.File.ChannelID
-		m.Files = []export.File{{ID: w.File.ID, Name: w.File.Name, MIMEType: w.File.MIMEType, Size: w.File.Size, SHA256: w.File.SHA256}}
+		m.Files = []export.File{{ID: w.File.ID, Name: w.File.Name, MIMEType: w.File.MIMEType, Size: w.File.Size, SHA256: w.File.SHA256, ContentSealed: w.File.ContentSealed}}
 	default:
 		return export.Message{}, false
 	}

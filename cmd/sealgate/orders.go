@@ -458,15 +458,18 @@ func cmdReject(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// cmdUnseal: sealgate unseal ORDER --config FILE --format json|html|eml --out FILE.
+// cmdUnseal: sealgate unseal ORDER --config FILE --format json|html|eml --out FILE,
+// or with --file ID the content of one released shared file.
 func cmdUnseal(args []string, stdout io.Writer) error {
+	const usage = "sealgate unseal ORDER --config FILE (--format html|json|eml | --file FILE_ID) --out FILE"
 	if len(args) == 0 {
-		return fmt.Errorf("%w: sealgate unseal ORDER --config FILE --format html|json|eml --out FILE", errUsage)
+		return fmt.Errorf("%w: %s", errUsage, usage)
 	}
 	id := args[0]
 	fs := newFlags("unseal")
 	load := orderClient(fs)
 	format := fs.String("format", "html", "html, json or eml")
+	fileID := fs.String("file", "", "write the content of this shared file (its id in the export) instead of the messages")
 	out := fs.String("out", "", "file to write (refuses to overwrite)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -482,13 +485,23 @@ func cmdUnseal(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Export(context.Background(), id, *format, f); err != nil {
+	if *fileID != "" {
+		err = c.SharedFile(context.Background(), id, *fileID, f)
+	} else {
+		err = c.Export(context.Background(), id, *format, f)
+	}
+	if err != nil {
+		// A cut or mismatching download must not be mistaken for the file.
 		f.Close()
 		os.Remove(*out)
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
+	}
+	if *fileID != "" {
+		fmt.Fprintf(stdout, "wrote %s (content of file %s, released under order %s; SHA-256 checked)\n", *out, *fileID, id)
+		return nil
 	}
 	fmt.Fprintf(stdout, "wrote %s (%s, watermarked for order %s)\n", *out, *format, id)
 	return nil

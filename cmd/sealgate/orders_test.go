@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -193,12 +195,31 @@ func TestOrderCommands(t *testing.T) {
 			}})
 		}
 	}
+	// And one file alice shared on day 3, its bytes forwarded as the
+	// plugin does with ForwardFileContent: metadata event, then PUT.
+	fileID, fileAt := "fi1e0000000000000000000000", base.AddDate(0, 0, 3).Add(10*time.Hour).UnixMilli()
+	fileContent := bytes.Repeat([]byte("CANARY-shared-file-bytes "), 90_000)
+	fileSum := sha256.Sum256(fileContent)
+	evs = append(evs, map[string]any{"kind": "file", "file": map[string]any{
+		"id": fileID, "user_id": alice, "post_id": "q30000000000000000000000007", "channel_id": "8s6ug79ctbfp8bm4q1fdjfjxho",
+		"create_at": fileAt, "name": "list.xlsx", "size": len(fileContent), "sha256": hex.EncodeToString(fileSum[:]), "content_sealed": true,
+	}})
 	body, _ := json.Marshal(map[string]any{"events": evs})
 	req, _ := http.NewRequest(http.MethodPost, "http://"+cfg.Listen.Admin+"/v1/ingest", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+cfg.IngestToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("ingest: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	req, _ = http.NewRequest(http.MethodPut, "http://"+cfg.Listen.Admin+"/v1/files/"+fileID, bytes.NewReader(fileContent))
+	req.Header.Set("Authorization", "Bearer "+cfg.IngestToken)
+	req.Header.Set("X-Sealgate-Employee", alice)
+	req.Header.Set("X-Sealgate-Create-At", fmt.Sprint(fileAt))
+	req.Header.Set("X-Sealgate-Content-SHA256", hex.EncodeToString(fileSum[:]))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("put file: %v %v", resp, err)
 	}
 	resp.Body.Close()
 
@@ -267,11 +288,31 @@ func TestOrderCommands(t *testing.T) {
 	if _, err := sealgate(t, holderID(0), "unseal", id, "--config", cfgPath, "--format", "json", "--out", filepath.Join(dir, "x.json")); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("approver unsealing: %v", err)
 	}
+	// The shared file's bytes, for the requester only, checked end to end.
+	if !strings.Contains(string(raw), `"content_sealed": true`) {
+		t.Fatalf("export does not say the file's content is held:\n%s", raw)
+	}
+	got := filepath.Join(dir, "list.xlsx")
+	if out, err := sealgate(t, carol, "unseal", id, "--config", cfgPath, "--file", fileID, "--out", got); err != nil || !strings.Contains(out, "SHA-256 checked") {
+		t.Fatalf("unseal --file: %q %v", out, err)
+	}
+	if b, _ := os.ReadFile(got); !bytes.Equal(b, fileContent) {
+		t.Fatalf("unsealed file: %d bytes, not the %d shared", len(b), len(fileContent))
+	}
+	if _, err := sealgate(t, holderID(0), "unseal", id, "--config", cfgPath, "--file", fileID, "--out", filepath.Join(dir, "x.bin")); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("approver unsealing a file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.bin")); !os.IsNotExist(err) {
+		t.Fatal("a refused download left a file behind")
+	}
 	if _, err := sealgate(t, carol, "order", "revoke", id, "--config", cfgPath, "--reason", "done"); err != nil {
 		t.Fatal(err)
 	}
 	// Closure: the closing notice says how it ended and what was read.
 	expectDM(t, dms, alice, id, "ingetrokken")
+	if _, err := sealgate(t, carol, "unseal", id, "--config", cfgPath, "--file", fileID, "--out", filepath.Join(dir, "z.bin")); err == nil || !strings.Contains(err.Error(), "410") {
+		t.Fatalf("unseal --file after revocation: %v", err)
+	}
 	if _, err := sealgate(t, carol, "unseal", id, "--config", cfgPath, "--format", "html", "--out", filepath.Join(dir, "y.html")); err == nil || !strings.Contains(err.Error(), "410") {
 		t.Fatalf("unseal after revocation: %v", err)
 	}
