@@ -3,7 +3,11 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +118,7 @@ func TestIngestLeavesNoPlaintext(t *testing.T) {
 			want := distinct(refs)
 
 			sendAll(t, srv, d.cfg.IngestToken, batches, 4)
+			fileRefs := putCanaryFiles(t, srv, d, corpus.Canaries(), day0)
 			metrics := srv.get(t, "/metrics")
 			// Re-sending everything stores nothing new.
 			sendAll(t, srv, d.cfg.IngestToken, batches, 4)
@@ -130,6 +135,11 @@ func TestIngestLeavesNoPlaintext(t *testing.T) {
 			for r := range want {
 				if ok, err := st.HasRef(context.Background(), r); err != nil || !ok {
 					t.Fatalf("a sent event is not stored (err %v)", err)
+				}
+			}
+			for _, r := range fileRefs {
+				if ok, err := st.(store.Files).HasFile(context.Background(), r); err != nil || !ok {
+					t.Fatalf("a sent file content is not stored (err %v)", err)
 				}
 			}
 
@@ -181,6 +191,43 @@ func TestIngestLeavesNoPlaintext(t *testing.T) {
 			}
 		})
 	}
+}
+
+// putCanaryFiles sends shared files' contents through PUT /v1/files: every
+// canary repeated through each (so every chunk and segment holds some),
+// one larger than the stores' chunk and the streaming AEAD's segment. It
+// returns their refs.
+func putCanaryFiles(t *testing.T, s *server, d *deployment, canaries []string, day time.Time) []crypto.Ref {
+	t.Helper()
+	var refs []crypto.Ref
+	for i, size := range []int{700, 300 << 10, 3<<20 + 11} {
+		var b bytes.Buffer
+		for b.Len() < size {
+			for _, c := range canaries {
+				b.WriteString(c)
+				b.WriteByte(' ')
+			}
+		}
+		content := b.Bytes()[:size]
+		sum := sha256.Sum256(content)
+		id := fmt.Sprintf("fi1e%022d", i)
+		at := day.Add(time.Duration(i+9) * time.Hour)
+		req, _ := http.NewRequest(http.MethodPut, "http://"+s.addr+"/v1/files/"+id, bytes.NewReader(content))
+		req.Header.Set("Authorization", "Bearer "+d.cfg.IngestToken)
+		req.Header.Set("X-Sealgate-Employee", "g6e8xk8t6t86tjy8nrqyeqmm5c")
+		req.Header.Set("X-Sealgate-Create-At", fmt.Sprint(at.UnixMilli()))
+		req.Header.Set("X-Sealgate-Content-SHA256", hex.EncodeToString(sum[:]))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("put file %d: %d", i, resp.StatusCode)
+		}
+		refs = append(refs, d.keys.Ref(id, crypto.KindFile, at.UnixMilli()))
+	}
+	return refs
 }
 
 // pgDump returns a plain SQL dump of the whole database, made by the
