@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -73,6 +74,40 @@ func FuzzParseRecipient(f *testing.F) {
 			if err != nil || r2.KeyID() != r.KeyID() {
 				t.Fatalf("round trip: %v", err)
 			}
+		}
+	})
+}
+
+// FuzzOpenFile: any bytes presented as a sealed file under a real day key
+// fail with a classified error (or are the one good vector), never panic,
+// and never yield content that was not sealed.
+func FuzzOpenFile(f *testing.F) {
+	seedVectors(f, func(v *vector) string { return v.File })
+	raw, err := os.ReadFile("testdata/good_file_small.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var good vector
+	if err := json.Unmarshal(raw, &good); err != nil {
+		f.Fatal(err)
+	}
+	gk, ids, _ := loadVectorKeys(&testing.T{})
+	dk, ref, err := vectorDayKey(&testing.T{}, gk, ids, &good)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sealed, _ := hex.DecodeString(good.File)
+	want, _ := hex.DecodeString(good.ExpectFile)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := readFile(dk, ref, b)
+		if err == nil {
+			if !bytes.Equal(b, sealed) || !bytes.Equal(got, want) {
+				t.Fatal("a sealed file that was never sealed opened")
+			}
+			return
+		}
+		if c := errorClass(err); c != "auth" && c != "malformed" {
+			t.Fatalf("unclassified error %v", err)
 		}
 	})
 }
