@@ -194,18 +194,7 @@ func (s *Sealer) SealFile(employee string, at time.Time, ref Ref, dst io.Writer)
 	if employee == "" {
 		return nil, nil, fmt.Errorf("seal file: missing employee")
 	}
-	s.mu.Lock()
-	live, err := s.dayKeyLocked(employee, at)
-	var keyRecord, epochRecord []byte
-	if err == nil {
-		if !live.stored {
-			keyRecord = live.keyRecord
-		}
-		if !live.epoch.stored {
-			epochRecord = live.epoch.ep.record
-		}
-	}
-	s.mu.Unlock()
+	live, keyRecord, epochRecord, err := s.dayKey(employee, at)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -85,18 +85,7 @@ func (s *Sealer) Seal(ev *Event, ref Ref) (*Sealed, error) {
 	if ev.Employee == "" || ev.PostID == "" {
 		return nil, fmt.Errorf("seal post: missing employee or post id")
 	}
-	s.mu.Lock()
-	live, err := s.dayKeyLocked(ev.Employee, ev.Time)
-	var keyRecord, epochRecord []byte
-	if err == nil {
-		if !live.stored {
-			keyRecord = live.keyRecord
-		}
-		if !live.epoch.stored {
-			epochRecord = live.epoch.ep.record
-		}
-	}
-	s.mu.Unlock()
+	live, keyRecord, epochRecord, err := s.dayKey(ev.Employee, ev.Time)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +103,25 @@ func (s *Sealer) Seal(ev *Event, ref Ref) (*Sealed, error) {
 // Ref exposes the ref computation for callers that de-duplicate before sealing.
 func (s *Sealer) Ref(postID string, kind Kind, version int64) Ref {
 	return s.cfg.Keys.Ref(postID, kind, version)
+}
+
+// dayKey returns the live day key of (employee, day of at) and, while they
+// are not known to be stored, its key record and epoch record, which
+// whatever is sealed under it must be stored with.
+func (s *Sealer) dayKey(employee string, at time.Time) (live *liveDayKey, keyRecord, epochRecord []byte, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live, err = s.dayKeyLocked(employee, at)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if !live.stored {
+		keyRecord = live.keyRecord
+	}
+	if !live.epoch.stored {
+		epochRecord = live.epoch.ep.record
+	}
+	return live, keyRecord, epochRecord, nil
 }
 
 // dayKeyLocked returns the live day key of (employee, day of at), creating it

@@ -265,14 +265,6 @@ func writeVectors(t *testing.T) {
 		f(&v)
 		out[name] = &v
 	}
-	flip := func(s string, i int) string {
-		b, _ := hex.DecodeString(s)
-		if i < 0 {
-			i += len(b)
-		}
-		b[i] ^= 0x01
-		return hex.EncodeToString(b)
-	}
 	mut("fail_record_bitflip.json", "one bit of the record ciphertext flipped", "auth", func(v *vector) { v.Record = flip(v.Record, 40) })
 	mut("fail_record_tag_bitflip.json", "one bit of the record's GCM tag flipped", "auth", func(v *vector) { v.Record = flip(v.Record, -1) })
 	mut("fail_record_truncated.json", "the record cut inside its header", "malformed", func(v *vector) { v.Record = v.Record[:20] })
@@ -369,14 +361,6 @@ func writeFileVectors(t *testing.T) {
 		f(&v)
 		out[name] = &v
 	}
-	flip := func(s string, i int) string {
-		b, _ := hex.DecodeString(s)
-		if i < 0 {
-			i += len(b)
-		}
-		b[i] ^= 0x01
-		return hex.EncodeToString(b)
-	}
 	mut("fail_file_bitflip.json", "one bit of the file ciphertext flipped", "auth", func(v *vector) { v.File = flip(v.File, 17+40+10) })
 	mut("fail_file_truncated.json", "the last byte of the last segment cut off", "auth", func(v *vector) { v.File = v.File[:len(v.File)-2] })
 	mut("fail_file_header_truncated.json", "the sealed file cut inside sealgate's header", "malformed", func(v *vector) { v.File = v.File[:20] })
@@ -389,4 +373,14 @@ func writeFileVectors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// flip flips the low bit of byte i (from the end if negative) of hex s.
+func flip(s string, i int) string {
+	b, _ := hex.DecodeString(s)
+	if i < 0 {
+		i += len(b)
+	}
+	b[i] ^= 0x01
+	return hex.EncodeToString(b)
 }
