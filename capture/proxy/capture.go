@@ -143,7 +143,7 @@ func (p *Proxy) deliver(ev []byte) {
 // captureLinger is how long the worker lets jobs gather after a wake-up:
 // under load it then takes them by the hundred instead of being woken for
 // each (a wake-up costs about what parsing a post does).
-const captureLinger = 200 * time.Microsecond
+const captureLinger = 5 * time.Millisecond
 
 func (p *Proxy) runWorker() {
 	defer p.worker.Done()

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,10 +35,14 @@ const (
 
 // fastServer is the state of Serve.
 type fastServer struct {
-	mu       sync.Mutex
-	conns    map[net.Conn]bool // true while between requests
-	lns      map[net.Listener]struct{}
-	closing  bool
+	mu    sync.Mutex
+	conns map[net.Conn]*atomic.Bool // true while between requests
+	lns   map[net.Listener]struct{}
+	// closing is set under mu and read without it on every request: a
+	// connection stores its idle flag, then loads closing; Shutdown stores
+	// closing, then loads the flags. Either the connection sees closing or
+	// Shutdown sees it idle, without a lock per request.
+	closing  atomic.Bool
 	hs       *http.Server
 	handoff  *chanListener
 	wg       sync.WaitGroup
@@ -54,12 +59,12 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	p.init()
 	f := &p.fast
 	f.mu.Lock()
-	if f.closing {
+	if f.closing.Load() {
 		f.mu.Unlock()
 		return http.ErrServerClosed
 	}
 	if f.conns == nil {
-		f.conns = map[net.Conn]bool{}
+		f.conns = map[net.Conn]*atomic.Bool{}
 		f.lns = map[net.Listener]struct{}{}
 		f.shutdown = make(chan struct{})
 	}
@@ -76,10 +81,7 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			f.mu.Lock()
-			closing := f.closing
-			f.mu.Unlock()
-			if closing {
+			if f.closing.Load() {
 				return http.ErrServerClosed
 			}
 			var ne net.Error
@@ -91,27 +93,36 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !f.track(c, true) {
+		idle := new(atomic.Bool)
+		idle.Store(true)
+		if !f.track(c, idle) {
 			c.Close()
 			continue
 		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			p.serveConn(c)
+			p.serveConn(c, idle)
 		}()
 	}
 }
 
-// track adds or updates a connection; false when shutting down.
-func (f *fastServer) track(c net.Conn, idle bool) bool {
+// track adds a connection with its idle flag; false when shutting down.
+func (f *fastServer) track(c net.Conn, idle *atomic.Bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closing {
+	if f.closing.Load() {
 		return false
 	}
 	f.conns[c] = idle
 	return true
+}
+
+// setIdle marks a tracked connection idle or busy; false when shutting
+// down.
+func (f *fastServer) setIdle(idle *atomic.Bool, v bool) bool {
+	idle.Store(v)
+	return !f.closing.Load()
 }
 
 func (f *fastServer) untrack(c net.Conn) {
@@ -128,19 +139,19 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	f := &p.fast
 	f.mu.Lock()
 	if f.conns == nil {
-		f.closing = true
+		f.closing.Store(true)
 		f.mu.Unlock()
 		return nil
 	}
-	if !f.closing {
-		f.closing = true
+	if !f.closing.Load() {
+		f.closing.Store(true)
 		close(f.shutdown)
 	}
 	for ln := range f.lns {
 		ln.Close()
 	}
 	for c, idle := range f.conns {
-		if idle {
+		if idle.Load() {
 			c.Close()
 		}
 	}
@@ -181,19 +192,30 @@ type clientConn struct {
 	https bool
 	h     head
 	uh    head
+	// deadlineAt is when the read deadline was last set (zero: none is
+	// set): it is renewed only when older than idleSlack, not twice per
+	// request.
+	deadlineAt time.Time
+}
+
+// idleSlack is how much shorter than IdleTimeout the wait for a client's
+// next request may be: the read deadline is renewed at most that often.
+func idleSlack(idle time.Duration) time.Duration {
+	return min(time.Second, idle/16)
 }
 
 var clientConnPool = sync.Pool{New: func() any {
 	return &clientConn{br: bufio.NewReaderSize(nil, clientBufSize), bw: bufio.NewWriterSize(nil, 8<<10)}
 }}
 
-func (p *Proxy) serveConn(c net.Conn) {
+func (p *Proxy) serveConn(c net.Conn, idleFlag *atomic.Bool) {
 	f := &p.fast
 	cc := clientConnPool.Get().(*clientConn)
 	cc.c = c
 	cc.br.Reset(c)
 	cc.bw.Reset(c)
 	cc.ip = clientIP(c.RemoteAddr().String())
+	cc.deadlineAt = time.Time{}
 	_, cc.https = c.(*tls.Conn)
 	handedOff := false
 	defer func() {
@@ -211,16 +233,23 @@ func (p *Proxy) serveConn(c net.Conn) {
 		return
 	}
 	idle := p.idleTimeout()
+	slack := idleSlack(idle)
 	for {
-		if !f.track(c, true) {
+		if !f.setIdle(idleFlag, true) {
 			return
 		}
-		c.SetReadDeadline(time.Now().Add(idle))
+		// The deadline also bounds the reads of a small request body; a
+		// streamed one clears it (fastExchange1). Responses only write to
+		// the client, so a deadline passing during a long one is harmless.
+		if now := time.Now(); cc.deadlineAt.IsZero() || now.Sub(cc.deadlineAt) > slack {
+			c.SetReadDeadline(now.Add(idle))
+			cc.deadlineAt = now
+		}
 		n, err := readHead(cc.br)
 		if err != nil && err != errHeadTooLarge {
 			return
 		}
-		if !f.track(c, false) {
+		if !f.setIdle(idleFlag, false) {
 			return
 		}
 		buf, _ := cc.br.Peek(n)
@@ -229,9 +258,9 @@ func (p *Proxy) serveConn(c net.Conn) {
 			handedOff = p.handOff(cc)
 			return
 		}
-		c.SetReadDeadline(time.Time{})
 		keep, handoff := p.fastExchange(cc)
 		if handoff {
+			c.SetReadDeadline(time.Time{})
 			handedOff = p.handOff(cc)
 			return
 		}
@@ -315,55 +344,66 @@ func (p *Proxy) fastExchange1(cc *clientConn, handoff *bool) bool {
 	isHead := method == "HEAD"
 	clientClose := h.connClose
 
-	// Read a small body whole (retry-safe, and the webhook's copy);
-	// stream a large one.
-	var body *bytes.Buffer
+	// Read a small body whole (retry-safe, and the webhook's copy) into
+	// the upstream request right after its head, so that the request goes
+	// out in one write; stream a large one.
 	stream := h.clen > leanMaxBody
-	if !stream {
-		body = getBodyBuffer()
-		defer putBodyBuffer(body)
-	}
 
 	// The upstream head is built first: the client's head bytes are only
 	// valid until the body is read.
-	uhead := getBodyBuffer()
-	defer putBodyBuffer(uhead)
-	writeUpstreamHead(uhead, h, cc)
+	out := getBodyBuffer()
+	defer putBodyBuffer(out)
+	writeUpstreamHead(out, h, cc)
+	outHead := out.Len()
 	reqCL := h.clen
 	var hookType, hookEncoding string
 	if route == routeHook {
 		hookType, hookEncoding = string(h.ctype), string(h.encoding)
 	}
 	cc.br.Discard(headLen)
-	if !stream && reqCL > 0 {
-		body.Grow(int(reqCL))
-		b := body.AvailableBuffer()[:reqCL]
-		if _, err := io.ReadFull(cc.br, b); err != nil {
-			return false
+	var body []byte // nil when streamed
+	if !stream {
+		if reqCL > 0 {
+			out.Grow(int(reqCL))
+			b := out.AvailableBuffer()[:reqCL]
+			if _, err := io.ReadFull(cc.br, b); err != nil {
+				return false
+			}
+			out.Write(b)
 		}
-		body.Write(b)
+		body = out.Bytes()[outHead:]
 	}
 
 	var uc *upConn
 	var err error
 	for attempt := 0; ; attempt++ {
-		uc, err = p.pool.get(context.Background())
+		uc, err = p.pool.get(context.Background(), stream)
 		if err != nil {
 			break
 		}
-		bw := uc.bw
-		bw.Write(uhead.Bytes())
 		if stream {
+			if !cc.deadlineAt.IsZero() {
+				cc.c.SetReadDeadline(time.Time{}) // an upload may take longer than IdleTimeout
+				cc.deadlineAt = time.Time{}
+			}
+			bw := uc.bw
+			bw.Write(out.Bytes())
 			err = copyN(bw, cc.br, reqCL)
 			if err != nil {
 				// The client's body broke off: nothing sensible to answer.
 				uc.c.Close()
 				return false
 			}
+			err = bw.Flush()
 		} else {
-			bw.Write(body.Bytes())
+			_, err = uc.sendAwait(out.Bytes())
+			if err == errStale {
+				uc.c.Close()
+				attempt-- // not sent: as if the pool had not offered it
+				continue
+			}
 		}
-		if err = bw.Flush(); err == nil {
+		if err == nil {
 			err = p.readUpstreamHead(uc, &cc.uh, isHead, cc.bw)
 		}
 		if err == nil {
@@ -427,12 +467,12 @@ func (p *Proxy) fastExchange1(cc *clientConn, handoff *bool) bool {
 		j := &job{route: route, id: id, at: p.now(), requestID: requestID}
 		switch route {
 		case routeHook:
-			if body == nil || body.Len() == 0 || int64(body.Len()) > p.MaxCaptureBytes {
+			if len(body) == 0 || int64(len(body)) > p.MaxCaptureBytes {
 				p.stats.skipped.Add(1)
 				return keepClient
 			}
 			cb := getCapBuffer(p.MaxCaptureBytes)
-			cb.Write(body.Bytes())
+			cb.Write(body)
 			j.body, j.contentType, j.encoding = cb, hookType, hookEncoding
 		case routeDelete:
 		default:
@@ -468,7 +508,7 @@ func writeUpstreamHead(out *bytes.Buffer, h *head, cc *clientConn) {
 		if eqFold(name, "X-Forwarded-Proto") {
 			continue
 		}
-		out.Write(b[h.lines[i][0] : h.lines[i][1]+2])
+		out.Write(b[h.lines[i][0] : h.lines[i][2]+2])
 	}
 	if h.trailers {
 		out.WriteString("Te: trailers\r\n")
@@ -536,11 +576,10 @@ func writeClientHead(bw *bufio.Writer, uh *head, closing bool) {
 		bw.Write(b[:uh.line0+2])
 	}
 	for i := range uh.lines {
-		name, _ := uh.field(i)
-		if uh.hop(name, true) {
+		if uh.hop(uh.name(i), true) {
 			continue
 		}
-		bw.Write(b[uh.lines[i][0] : uh.lines[i][1]+2])
+		bw.Write(b[uh.lines[i][0] : uh.lines[i][2]+2])
 	}
 	if closing {
 		bw.WriteString("Connection: close\r\n")

@@ -249,3 +249,57 @@ func testCaptureGzip(t *testing.T, mode string) {
 		t.Errorf("event\n got %s\nwant %s", ev, want)
 	}
 }
+
+// TestServeUpstreamClosedIdle: a pooled connection the upstream closed
+// while idle is noticed before a request goes on it, so a POST (not
+// retried once sent) still gets through, once.
+func TestServeUpstreamClosedIdle(t *testing.T) {
+	up, seen := echoUpstream(t)
+	p := &Proxy{Upstream: mustURL(t, up.URL)}
+	_, addr := startProxy(t, "serve", p)
+	for i := 0; i < 3; i++ {
+		for _, m := range []string{"POST", "GET"} {
+			raw := m + " /x HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+			if r := rawExchange(t, addr, raw, 1, m)[0]; r.StatusCode != 200 {
+				t.Fatalf("round %d %s: status %d", i, m, r.StatusCode)
+			}
+		}
+		up.CloseClientConnections() // what an upstream's idle timeout does
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(*seen); n != 6 {
+		t.Errorf("upstream saw %d requests, want 6", n)
+	}
+}
+
+// TestServeIdleTimeout: a kept-alive client that sends nothing more is
+// closed after about IdleTimeout, even though the read deadline is not
+// renewed on every request.
+func TestServeIdleTimeout(t *testing.T) {
+	up, _ := echoUpstream(t)
+	p := &Proxy{Upstream: mustURL(t, up.URL), IdleTimeout: 300 * time.Millisecond}
+	_, addr := startProxy(t, "serve", p)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := 0; i < 3; i++ {
+		io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		time.Sleep(100 * time.Millisecond) // shorter than IdleTimeout: kept open
+	}
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > 2*time.Second {
+		t.Errorf("closed after %v, want about 300ms less the 100ms since the last response", d)
+	}
+}

@@ -14,7 +14,7 @@ const maxHeadLines = 100
 // head is one parsed message head; the slices point into buf.
 type head struct {
 	buf   []byte     // the head, request or status line to the final CRLF CRLF
-	lines [][2]int32 // header field lines [start, end) without CRLF
+	lines [][3]int32 // header field lines: start, colon, end (without CRLF)
 	line0 int        // end of the start line (without CRLF)
 
 	// request
@@ -43,17 +43,23 @@ func (h *head) reset(buf []byte) {
 	*h = head{buf: buf, lines: lines, conn: conn, clen: -1}
 }
 
-func isTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+// tchars are the token characters of RFC 9110 §5.6.2; a table, because
+// every byte of every field name is looked up.
+var tchars = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			t[c] = true
+		}
+		switch c {
+		case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+			t[c] = true
+		}
 	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
-}
+	return t
+}()
+
+func isTchar(c byte) bool { return tchars[c] }
 
 // splitLines records the header field lines after the start line; false
 // if a line is not "name: value" with a token name and a clean value.
@@ -66,18 +72,20 @@ func (h *head) splitLines() bool {
 	h.line0 = i
 	pos := i + 2
 	for {
-		j := bytes.Index(b[pos:], crlf)
-		if j < 0 {
+		// A bare LF ends nothing: it fails here as it would in fieldColon.
+		j := bytes.IndexByte(b[pos:], '\n') - 1
+		if j < 0 || b[pos+j] != '\r' {
 			return false
 		}
 		if j == 0 {
 			return pos+2 == len(b)
 		}
 		line := b[pos : pos+j]
-		if len(h.lines) == maxHeadLines || !validField(line) {
+		colon := fieldColon(line)
+		if len(h.lines) == maxHeadLines || colon < 0 {
 			return false
 		}
-		h.lines = append(h.lines, [2]int32{int32(pos), int32(pos + j)})
+		h.lines = append(h.lines, [3]int32{int32(pos), int32(pos + colon), int32(pos + j)})
 		pos += j + 2
 	}
 }
@@ -87,29 +95,48 @@ var crlf = []byte("\r\n")
 // validField checks "token: value" with no control characters but HTAB in
 // the value and no whitespace before the colon (obs-fold and friends are
 // not for the fast path).
-func validField(line []byte) bool {
+func validField(line []byte) bool { return fieldColon(line) > 0 }
+
+// fieldColon is validField returning the colon's index, or -1.
+func fieldColon(line []byte) int {
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
-		return false
+		return -1
 	}
 	for _, c := range line[:colon] {
-		if !isTchar(c) {
-			return false
+		if !tchars[c] {
+			return -1
 		}
 	}
 	for _, c := range line[colon+1:] {
 		if (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
+			return -1
 		}
 	}
-	return true
+	return colon
 }
 
 // field returns the name and the trimmed value of header line i.
 func (h *head) field(i int) (name, value []byte) {
-	l := h.buf[h.lines[i][0]:h.lines[i][1]]
-	colon := bytes.IndexByte(l, ':')
-	return l[:colon], bytes.Trim(l[colon+1:], " \t")
+	l := h.lines[i]
+	return h.buf[l[0]:l[1]], trimOWS(h.buf[l[1]+1 : l[2]])
+}
+
+// name returns the name of header line i.
+func (h *head) name(i int) []byte {
+	l := h.lines[i]
+	return h.buf[l[0]:l[1]]
+}
+
+// trimOWS trims spaces and tabs (bytes.Trim builds a set per call).
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // classifyFields reads the fields that decide framing and forwarding.
@@ -133,7 +160,7 @@ func (h *head) classifyFields() bool {
 			h.te = true
 			last := v
 			if k := bytes.LastIndexByte(v, ','); k >= 0 {
-				last = bytes.Trim(v[k+1:], " \t")
+				last = trimOWS(v[k+1:])
 			}
 			h.chunked = eqFold(last, "chunked")
 		case eqFold(name, "Connection"):
@@ -144,7 +171,7 @@ func (h *head) classifyFields() bool {
 				} else {
 					tok, v = v, nil
 				}
-				tok = bytes.Trim(tok, " \t")
+				tok = trimOWS(tok)
 				switch {
 				case len(tok) == 0, eqFold(tok, "keep-alive"):
 				case eqFold(tok, "close"):
@@ -174,7 +201,7 @@ func (h *head) classifyFields() bool {
 
 func tokenIn(v []byte, tok string) bool {
 	for _, t := range bytes.Split(v, []byte(",")) {
-		if eqFold(bytes.Trim(t, " \t"), tok) {
+		if eqFold(trimOWS(t), tok) {
 			return true
 		}
 	}

@@ -51,8 +51,10 @@ func newUpPool(addr string) *upPool {
 	return &upPool{addr: addr, dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}}
 }
 
-// get returns a live idle connection or dials a new one.
-func (p *upPool) get(ctx context.Context) (*upConn, error) {
+// get returns an idle connection or dials a new one. With peek it checks
+// an idle connection's liveness first; without, the caller must (sendAwait
+// does, in the same callback as its write).
+func (p *upPool) get(ctx context.Context, peek bool) (*upConn, error) {
 	now := time.Now()
 	for {
 		p.mu.Lock()
@@ -65,7 +67,7 @@ func (p *upPool) get(ctx context.Context) (*upConn, error) {
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		if now.Sub(uc.idle) < leanIdleMax && uc.alive() {
+		if now.Sub(uc.idle) < leanIdleMax && uc.br.Buffered() == 0 && (!peek || uc.alive()) {
 			uc.reuse = true
 			return uc, nil
 		}
@@ -106,21 +108,88 @@ func (uc *upConn) alive() bool {
 		return true
 	}
 	alive := true
-	var b [1]byte
 	err := uc.rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case n > 0: // unsolicited bytes: not a clean connection
-			alive = false
-		case n == 0 && err == nil: // EOF
-			alive = false
-		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
-		default:
-			alive = false
-		}
+		alive = peekAlive(int(fd))
 		return true
 	})
 	return err == nil && alive
+}
+
+// peekAlive is the non-blocking peek of alive on a socket.
+func peekAlive(fd int) bool {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case n > 0: // unsolicited bytes: not a clean connection
+		return false
+	case n == 0 && err == nil: // EOF
+		return false
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+		return true
+	}
+	return false
+}
+
+var errStale = errors.New("proxy: pooled upstream connection closed while idle")
+
+// sendAwait writes b (a whole request) and waits until the connection has
+// something to read. Go's reads try the syscall first, and right after a
+// request the response is never there yet: that failed read (EAGAIN) and
+// the liveness peek of a reused connection would be two syscalls per
+// request. Inside RawConn.Read the readiness state is reset before the
+// callback runs, so writing from the callback and then waiting cannot
+// miss the response's readiness, and the peek rides along in the same
+// callback. A reused connection the upstream closed while idle is
+// reported as errStale before anything is written.
+func (uc *upConn) sendAwait(b []byte) (sent bool, err error) {
+	if uc.rc == nil {
+		if uc.reuse && !uc.alive() {
+			return false, errStale
+		}
+		_, err = uc.c.Write(b)
+		return true, err
+	}
+	rest, called := b, false
+	var werr error
+	rerr := uc.rc.Read(func(fd uintptr) bool {
+		if called {
+			return true // readable
+		}
+		called = true
+		if uc.reuse && !peekAlive(int(fd)) {
+			werr = errStale
+			return true
+		}
+		sent = true
+		for len(rest) > 0 {
+			n, err := syscall.Write(int(fd), rest)
+			if n > 0 {
+				rest = rest[n:]
+			}
+			switch {
+			case err == syscall.EINTR:
+			case err == syscall.EAGAIN:
+				return true // the socket buffer is full: finish with a blocking write
+			case err != nil:
+				werr = err
+				return true
+			case n == 0:
+				werr = io.ErrShortWrite
+				return true
+			}
+		}
+		return false
+	})
+	if werr != nil {
+		return sent, werr
+	}
+	if rerr != nil {
+		return sent, rerr
+	}
+	if len(rest) > 0 {
+		_, err = uc.c.Write(rest)
+	}
+	return sent, err
 }
 
 // leanBody is the response body on a pooled connection: at its end the
@@ -169,7 +238,7 @@ func (p *Proxy) leanEligible(r *http.Request) bool {
 // definition.
 func (p *Proxy) roundTripLean(r *http.Request, body []byte) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		uc, err := p.pool.get(r.Context())
+		uc, err := p.pool.get(r.Context(), true)
 		if err != nil {
 			return nil, err
 		}
