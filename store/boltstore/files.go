@@ -34,7 +34,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -55,9 +54,6 @@ const (
 	fileVersion = 1
 	fileRowLen  = 1 + idLen + hourLen + idLen + idLen + 8 + 4
 	chunkKeyLen = idLen + 4
-
-	// fileChunk is the size of every chunk but a file's last.
-	fileChunk = 1 << 20
 
 	// chunksPerTx is how many chunks one transaction writes: fewer syncs
 	// than one per chunk, and still short enough not to stall Puts.
@@ -104,7 +100,7 @@ func decodeFile(ref []byte, v []byte) (fileRow, error) {
 	v = v[idLen:]
 	r.f.Size = int64(binary.BigEndian.Uint64(v))
 	r.chunks = binary.BigEndian.Uint32(v[8:])
-	if r.f.Size < 0 || uint64(r.chunks) != (uint64(r.f.Size)+fileChunk-1)/fileChunk {
+	if r.f.Size < 0 || uint64(r.chunks) != (uint64(r.f.Size)+store.FileChunk-1)/store.FileChunk {
 		return r, fmt.Errorf("corrupt file row: %d chunks for %d bytes", r.chunks, r.f.Size)
 	}
 	return r, nil
@@ -171,7 +167,7 @@ func (s *Store) stream(ctx context.Context, row *fileRow, limit int64, r io.Read
 			}
 			i := len(group)
 			if bufs[i] == nil {
-				bufs[i] = make([]byte, fileChunk)
+				bufs[i] = make([]byte, store.FileChunk)
 			}
 			k, err := io.ReadFull(lr, bufs[i])
 			switch err {
@@ -368,71 +364,16 @@ func (s *Store) OpenFile(ctx context.Context, ref crypto.Ref) (store.File, io.Re
 	if !found {
 		return store.File{}, nil, fmt.Errorf("open file: %w", store.ErrNotFound)
 	}
-	return row.f, &fileReader{s: s, ctx: ctx, row: row}, nil
-}
-
-// fileReader reads a file's chunks in order, holding one at a time.
-type fileReader struct {
-	s      *Store
-	ctx    context.Context
-	row    fileRow
-	next   uint32 // the chunk to load
-	read   int64  // bytes loaded so far
-	buf    []byte // what is left of the loaded chunk
-	chunk  []byte // the loaded chunk's storage, reused
-	closed bool
-}
-
-var errReaderClosed = errors.New("read file: reader is closed")
-
-func (r *fileReader) Read(p []byte) (int, error) {
-	if r.closed {
-		return 0, errReaderClosed
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if len(r.buf) == 0 {
-		if r.next == r.row.chunks {
-			return 0, io.EOF
+	var chunk []byte // reused: one chunk is held at a time
+	return row.f, store.NewChunkReader(int64(row.chunks), row.f.Size, func(seq int64) ([]byte, error) {
+		if err := s.check(ctx); err != nil {
+			return nil, err
 		}
-		if err := r.load(); err != nil {
-			return 0, err
-		}
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
-}
-
-func (r *fileReader) load() error {
-	if err := r.s.check(r.ctx); err != nil {
-		return fmt.Errorf("read file: %w", err)
-	}
-	key := chunkKey(r.row.upload, r.next)
-	err := r.s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bktFileChunks).Get(key)
-		want := int64(fileChunk)
-		if r.next == r.row.chunks-1 {
-			want = r.row.f.Size - r.read
-		}
-		if int64(len(v)) != want {
-			return fmt.Errorf("corrupt file: chunk %d of %d has %d bytes, want %d", r.next, r.row.chunks, len(v), want)
-		}
-		r.chunk = append(r.chunk[:0], v...)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read file: %w", err)
-	}
-	r.buf = r.chunk
-	r.read += int64(len(r.chunk))
-	r.next++
-	return nil
-}
-
-func (r *fileReader) Close() error {
-	r.closed = true
-	r.buf, r.chunk = nil, nil
-	return nil
+		err := s.db.View(func(tx *bolt.Tx) error {
+			// bbolt's bytes are valid only inside the transaction.
+			chunk = append(chunk[:0], tx.Bucket(bktFileChunks).Get(chunkKey(row.upload, uint32(seq)))...)
+			return nil
+		})
+		return chunk, err
+	}), nil
 }

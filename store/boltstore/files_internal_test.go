@@ -111,23 +111,23 @@ func TestFailedUploadsLeaveNoChunks(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := t.Context()
-	big := randBytes(10*fileChunk + 3) // more than two groups of chunks
+	big := randBytes(10*store.FileChunk + 3) // more than two groups of chunks
 
 	// The reader fails after the first group has committed.
-	if _, _, err := s.PutFile(ctx, randFile(), math.MaxInt64, &failAfter{bytes.NewReader(big), 6*fileChunk + 1}); !errors.Is(err, errBoom) {
+	if _, _, err := s.PutFile(ctx, randFile(), math.MaxInt64, &failAfter{bytes.NewReader(big), 6*store.FileChunk + 1}); !errors.Is(err, errBoom) {
 		t.Fatalf("failing reader: %v", err)
 	}
 	wantChunks(t, s.db, 0, 0, "after a failed read")
 
 	// Too large, found out after two groups.
-	if _, _, err := s.PutFile(ctx, randFile(), 9*fileChunk, bytes.NewReader(big)); !errors.Is(err, store.ErrFileTooLarge) {
+	if _, _, err := s.PutFile(ctx, randFile(), 9*store.FileChunk, bytes.NewReader(big)); !errors.Is(err, store.ErrFileTooLarge) {
 		t.Fatalf("too large: %v", err)
 	}
 	wantChunks(t, s.db, 0, 0, "after a content over the limit")
 
 	// Canceled midway, between groups.
 	cctx, cancel := context.WithCancel(ctx)
-	g := newGatedReader(big, 5*fileChunk)
+	g := newGatedReader(big, 5*store.FileChunk)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := s.PutFile(cctx, randFile(), math.MaxInt64, g)
@@ -147,9 +147,9 @@ func TestFailedUploadsLeaveNoChunks(t *testing.T) {
 	// Losing a race, found out by a middle group (10 chunks) and by the
 	// final transaction (6 chunks and a bit).
 	stored := 0
-	for _, size := range []int{len(big), 6*fileChunk + 1} {
+	for _, size := range []int{len(big), 6*store.FileChunk + 1} {
 		f := randFile()
-		g := newGatedReader(big[:size], 5*fileChunk)
+		g := newGatedReader(big[:size], 5*store.FileChunk)
 		type res struct {
 			n      int64
 			stored bool
@@ -161,7 +161,7 @@ func TestFailedUploadsLeaveNoChunks(t *testing.T) {
 			done <- res{n, stored, err}
 		}()
 		<-g.reached
-		winner := randBytes(fileChunk + 1)
+		winner := randBytes(store.FileChunk + 1)
 		if _, ok, err := s.PutFile(ctx, f, math.MaxInt64, bytes.NewReader(winner)); err != nil || !ok {
 			t.Fatalf("winning PutFile: stored %v, %v", ok, err)
 		}
@@ -182,11 +182,11 @@ func TestFailedUploadsLeaveNoChunks(t *testing.T) {
 	}
 
 	// And what succeeds leaves exactly its chunks.
-	for _, size := range []int{0, 1, fileChunk, 4 * fileChunk, 4*fileChunk + 1} {
+	for _, size := range []int{0, 1, store.FileChunk, 4 * store.FileChunk, 4*store.FileChunk + 1} {
 		if _, ok, err := s.PutFile(ctx, randFile(), math.MaxInt64, bytes.NewReader(big[:size])); err != nil || !ok {
 			t.Fatalf("PutFile of %d bytes: stored %v, %v", size, ok, err)
 		}
-		stored += (size + fileChunk - 1) / fileChunk
+		stored += (size + store.FileChunk - 1) / store.FileChunk
 	}
 	wantChunks(t, s.db, stored, 0, "after successful uploads")
 }
@@ -201,12 +201,12 @@ func TestOpenSweepsCutOffUploads(t *testing.T) {
 		t.Fatal(err)
 	}
 	keep := randFile()
-	keepContent := randBytes(2*fileChunk + fileChunk/2)
+	keepContent := randBytes(2*store.FileChunk + store.FileChunk/2)
 	if _, ok, err := s.PutFile(t.Context(), keep, math.MaxInt64, bytes.NewReader(keepContent)); err != nil || !ok {
 		t.Fatalf("PutFile: stored %v, %v", ok, err)
 	}
 	cut := randFile()
-	g := newGatedReader(randBytes(7*fileChunk), 5*fileChunk)
+	g := newGatedReader(randBytes(7*store.FileChunk), 5*store.FileChunk)
 	done := make(chan error, 1)
 	go func() {
 		_, _, err := s.PutFile(t.Context(), cut, math.MaxInt64, g)
@@ -248,7 +248,7 @@ func TestOpenSweepsCutOffUploads(t *testing.T) {
 		t.Fatalf("the stored file after the sweep: %v, or its content differs", err)
 	}
 	// The cut-off ref is free.
-	content := randBytes(fileChunk + 2)
+	content := randBytes(store.FileChunk + 2)
 	if _, ok, err := s.PutFile(t.Context(), cut, math.MaxInt64, bytes.NewReader(content)); err != nil || !ok {
 		t.Fatalf("PutFile after the sweep: stored %v, %v", ok, err)
 	}

@@ -46,8 +46,6 @@ import (
 )
 
 const (
-	// fileChunk is the size of every chunk but a file's last.
-	fileChunk = 1 << 20
 
 	// uploadTimeout bounds a PutFile well below the age at which the
 	// sweep of another gateway's Open may delete the upload's chunks.
@@ -124,7 +122,7 @@ func (s *Store) stream(ctx context.Context, f store.File, upload []byte, limit i
 	if limit < math.MaxInt64 {
 		lr = io.LimitReader(r, limit+1)
 	}
-	buf := make([]byte, fileChunk)
+	buf := make([]byte, store.FileChunk)
 	var seq int32
 	for eof := false; !eof; {
 		if err := s.check(ctx); err != nil {
@@ -244,74 +242,18 @@ func (s *Store) OpenFile(ctx context.Context, ref crypto.Ref) (store.File, io.Re
 	if err := copy16(f.KeyRecordID[:], krid); err != nil {
 		return store.File{}, nil, fmt.Errorf("open file: %w", err)
 	}
-	if int64(chunks) != (f.Size+fileChunk-1)/fileChunk {
+	if int64(chunks) != store.ChunkCount(f.Size) {
 		return store.File{}, nil, fmt.Errorf("open file: corrupt row: %d chunks for %d bytes", chunks, f.Size)
 	}
-	return f, &fileReader{s: s, ctx: ctx, upload: upload, chunks: chunks, size: f.Size}, nil
-}
-
-// fileReader reads a file's chunks in order, holding one at a time.
-type fileReader struct {
-	s      *Store
-	ctx    context.Context
-	upload []byte
-	chunks int32
-	size   int64
-	next   int32  // the chunk to fetch
-	read   int64  // bytes fetched so far
-	buf    []byte // what is left of the fetched chunk
-	closed bool
-}
-
-var errReaderClosed = errors.New("read file: reader is closed")
-
-func (r *fileReader) Read(p []byte) (int, error) {
-	if r.closed {
-		return 0, errReaderClosed
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if len(r.buf) == 0 {
-		if r.next == r.chunks {
-			return 0, io.EOF
+	return f, store.NewChunkReader(int64(chunks), f.Size, func(seq int64) ([]byte, error) {
+		if err := s.check(ctx); err != nil {
+			return nil, err
 		}
-		if err := r.fetch(); err != nil {
-			return 0, err
+		var data []byte
+		err := s.pool.QueryRow(ctx, `SELECT data FROM file_chunks WHERE upload = $1 AND seq = $2`, upload, int32(seq)).Scan(&data)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("corrupt file: chunk %d of %d is missing", seq, chunks)
 		}
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
-}
-
-func (r *fileReader) fetch() error {
-	if err := r.s.check(r.ctx); err != nil {
-		return fmt.Errorf("read file: %w", err)
-	}
-	var data []byte
-	err := r.s.pool.QueryRow(r.ctx, `SELECT data FROM file_chunks WHERE upload = $1 AND seq = $2`, r.upload, r.next).Scan(&data)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("read file: corrupt file: chunk %d of %d is missing", r.next, r.chunks)
-	}
-	if err != nil {
-		return fmt.Errorf("read file: %w", err)
-	}
-	want := int64(fileChunk)
-	if r.next == r.chunks-1 {
-		want = r.size - r.read
-	}
-	if int64(len(data)) != want {
-		return fmt.Errorf("read file: corrupt file: chunk %d of %d has %d bytes, want %d", r.next, r.chunks, len(data), want)
-	}
-	r.buf = data
-	r.read += int64(len(data))
-	r.next++
-	return nil
-}
-
-func (r *fileReader) Close() error {
-	r.closed = true
-	r.buf = nil
-	return nil
+		return data, err
+	}), nil
 }
